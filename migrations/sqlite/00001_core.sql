@@ -1,0 +1,153 @@
+-- +goose Up
+CREATE TABLE devices (
+    id               TEXT PRIMARY KEY,
+    platform         TEXT NOT NULL CHECK (platform IN ('ios', 'android')),
+    name             TEXT NOT NULL DEFAULT '',
+    serial_number    TEXT NOT NULL DEFAULT '',
+    udid             TEXT UNIQUE,
+    amapi_name       TEXT UNIQUE,
+    model            TEXT NOT NULL DEFAULT '',
+    os_version       TEXT NOT NULL DEFAULT '',
+    ownership        TEXT NOT NULL CHECK (ownership IN ('corporate', 'personal')),
+    enrollment_state TEXT NOT NULL CHECK (enrollment_state IN ('pending', 'enrolled', 'unenrolled', 'wiped')),
+    owner_user       TEXT NOT NULL DEFAULT '',
+    last_seen_at     DATETIME,
+    enrolled_at      DATETIME,
+    created_at       DATETIME NOT NULL,
+    updated_at       DATETIME NOT NULL,
+    CHECK ((platform = 'ios' AND udid IS NOT NULL AND amapi_name IS NULL)
+        OR (platform = 'android' AND amapi_name IS NOT NULL AND udid IS NULL))
+);
+CREATE INDEX devices_platform_state ON devices (platform, enrollment_state, id);
+CREATE INDEX devices_owner ON devices (owner_user);
+CREATE INDEX devices_serial ON devices (serial_number);
+CREATE INDEX devices_last_seen ON devices (last_seen_at);
+
+CREATE TABLE groups (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    created_at  DATETIME NOT NULL,
+    updated_at  DATETIME NOT NULL
+);
+
+CREATE TABLE device_groups (
+    group_id  TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    PRIMARY KEY (group_id, device_id)
+);
+CREATE INDEX device_groups_device ON device_groups (device_id);
+
+CREATE TABLE commands (
+    id           TEXT PRIMARY KEY,
+    device_id    TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    request_type TEXT NOT NULL,
+    payload      BLOB,
+    status       TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'not_now', 'acknowledged', 'error', 'format_error', 'canceled')),
+    priority     INTEGER NOT NULL DEFAULT 0,
+    created_by   TEXT NOT NULL DEFAULT '',
+    deliveries   INTEGER NOT NULL DEFAULT 0,
+    result       BLOB,
+    error        TEXT NOT NULL DEFAULT '',
+    created_at   DATETIME NOT NULL,
+    updated_at   DATETIME NOT NULL,
+    sent_at      DATETIME,
+    completed_at DATETIME
+);
+-- The queue lookup of a checking-in device reads only active commands, in order.
+CREATE INDEX commands_device_queue ON commands (device_id, priority DESC, created_at, id)
+    WHERE status IN ('queued', 'sent', 'not_now');
+CREATE INDEX commands_device_all ON commands (device_id, id);
+CREATE INDEX commands_completed ON commands (completed_at) WHERE completed_at IS NOT NULL;
+
+CREATE TABLE audit_events (
+    seq         INTEGER PRIMARY KEY,
+    at          DATETIME NOT NULL,
+    actor_type  TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target_type TEXT NOT NULL DEFAULT '',
+    target_id   TEXT NOT NULL DEFAULT '',
+    reason      TEXT NOT NULL DEFAULT '',
+    outcome     TEXT NOT NULL,
+    details     BLOB,
+    request_id  TEXT NOT NULL DEFAULT '',
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_events_target ON audit_events (target_id, seq);
+CREATE INDEX audit_events_actor ON audit_events (actor, seq);
+CREATE INDEX audit_events_at ON audit_events (at);
+
+CREATE TABLE admin_users (
+    id            TEXT PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    disabled      BOOLEAN NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until  DATETIME,
+    last_login_at DATETIME,
+    created_at    DATETIME NOT NULL,
+    updated_at    DATETIME NOT NULL
+);
+
+CREATE TABLE api_tokens (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    prefix       TEXT NOT NULL,
+    hash         TEXT NOT NULL UNIQUE,
+    role         TEXT NOT NULL,
+    created_by   TEXT NOT NULL DEFAULT '',
+    created_at   DATETIME NOT NULL,
+    expires_at   DATETIME NOT NULL,
+    last_used_at DATETIME,
+    revoked_at   DATETIME
+);
+
+-- Key pairs (the device CA, the profile signer). key_enc is sealed with the
+-- server's secret key; a dump of this table does not reveal a private key.
+CREATE TABLE keypairs (
+    name       TEXT PRIMARY KEY,
+    cert_pem   TEXT NOT NULL,
+    key_enc    BLOB NOT NULL,
+    created_at DATETIME NOT NULL
+);
+
+CREATE TABLE settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at DATETIME NOT NULL
+);
+
+CREATE TABLE jobs (
+    id           TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    payload      BLOB,
+    status       TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'dead')),
+    run_at       DATETIME NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    unique_key   TEXT UNIQUE,
+    lease_owner  TEXT NOT NULL DEFAULT '',
+    lease_until  DATETIME,
+    last_error   TEXT NOT NULL DEFAULT '',
+    created_at   DATETIME NOT NULL,
+    updated_at   DATETIME NOT NULL,
+    done_at      DATETIME
+);
+CREATE INDEX jobs_ready ON jobs (run_at) WHERE status = 'queued';
+CREATE INDEX jobs_leased ON jobs (lease_until) WHERE status = 'running';
+CREATE INDEX jobs_done ON jobs (done_at) WHERE status IN ('done', 'dead');
+
+-- +goose Down
+DROP TABLE jobs;
+DROP TABLE settings;
+DROP TABLE keypairs;
+DROP TABLE api_tokens;
+DROP TABLE admin_users;
+DROP TABLE audit_events;
+DROP TABLE commands;
+DROP TABLE device_groups;
+DROP TABLE groups;
+DROP TABLE devices;

@@ -1,0 +1,153 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/mdmd/mdmd"
+)
+
+var activeStatuses = []string{string(mdmd.CommandQueued), string(mdmd.CommandSent), string(mdmd.CommandNotNow)}
+
+// EnqueueCommand queues a command for its device. It assigns an ID when
+// none is set; an unknown device is not found.
+func (s *Store) EnqueueCommand(ctx context.Context, c *mdmd.Command) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.ID == "" {
+		c.ID = newID()
+	}
+	now := s.Now()
+	c.Status, c.CreatedAt, c.UpdatedAt = mdmd.CommandQueued, now, now
+	c.SentAt, c.CompletedAt, c.Result, c.Error, c.Deliveries = nil, nil, nil, "", 0
+	return dbErr(s.table(ctx, "commands").Create(c).Error, "command")
+}
+
+// GetCommand returns the command with the given ID.
+func (s *Store) GetCommand(ctx context.Context, id string) (*mdmd.Command, error) {
+	var c mdmd.Command
+	err := s.table(ctx, "commands").Where("id = ?", id).Take(&c).Error
+	return &c, dbErr(err, "command")
+}
+
+// NextCommand hands the device its next active command, highest priority
+// first and then oldest, skipping the IDs in skip (the commands the device
+// answered NotNow to on this connection). It marks the command sent and
+// returns nil when nothing is queued.
+func (s *Store) NextCommand(ctx context.Context, deviceID string, skip []string) (*mdmd.Command, error) {
+	var out *mdmd.Command
+	err := s.Tx(ctx, func(tx *Store) error {
+		q := tx.table(ctx, "commands").Where("device_id = ? AND status IN ?", deviceID, activeStatuses)
+		if len(skip) > 0 {
+			q = q.Where("id NOT IN ?", skip)
+		}
+		var c mdmd.Command
+		err := q.Order("priority DESC, created_at, id").Take(&c).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil
+		}
+		if err != nil {
+			return dbErr(err, "command")
+		}
+		now := tx.Now()
+		c.Status, c.SentAt, c.UpdatedAt, c.Deliveries = mdmd.CommandSent, &now, now, c.Deliveries+1
+		err = tx.table(ctx, "commands").Where("id = ?", c.ID).Updates(map[string]any{
+			"status": c.Status, "sent_at": now, "updated_at": now, "deliveries": c.Deliveries,
+		}).Error
+		if err != nil {
+			return dbErr(err, "command")
+		}
+		out = &c
+		return nil
+	})
+	return out, err
+}
+
+// RecordCommandResult stores a device's answer. The command must belong to
+// that device (a device can never answer for another: it is not found) and
+// still be active (a second final answer is a conflict). NotNow keeps the
+// command queued; the other statuses complete it.
+func (s *Store) RecordCommandResult(ctx context.Context, deviceID, commandID string, r mdmd.CommandResult) (*mdmd.Command, error) {
+	switch r.Status {
+	case mdmd.CommandAcknowledged, mdmd.CommandError, mdmd.CommandFormatError, mdmd.CommandNotNow:
+	default:
+		return nil, mdmd.FieldError("status", "a device cannot report %q", r.Status)
+	}
+	now := s.Now()
+	set := map[string]any{"status": string(r.Status), "updated_at": now, "result": r.Raw, "error": r.Error}
+	if r.Status.Final() {
+		set["completed_at"] = now
+	}
+	res := s.table(ctx, "commands").
+		Where("id = ? AND device_id = ? AND status IN ?", commandID, deviceID, activeStatuses).Updates(set)
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "command")
+	}
+	if res.RowsAffected == 0 {
+		c, err := s.GetCommand(ctx, commandID)
+		if err != nil || c.DeviceID != deviceID {
+			return nil, mdmd.Errorf(mdmd.ENotFound, "command not found")
+		}
+		return nil, mdmd.Errorf(mdmd.EConflict, "command %s already has a final status (%s)", commandID, c.Status)
+	}
+	return s.GetCommand(ctx, commandID)
+}
+
+// CancelCommand cancels a command that has no final answer yet.
+func (s *Store) CancelCommand(ctx context.Context, id string) (*mdmd.Command, error) {
+	now := s.Now()
+	res := s.table(ctx, "commands").Where("id = ? AND status IN ?", id, activeStatuses).
+		Updates(map[string]any{"status": string(mdmd.CommandCanceled), "updated_at": now, "completed_at": now})
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "command")
+	}
+	c, err := s.GetCommand(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if res.RowsAffected == 0 {
+		return nil, mdmd.Errorf(mdmd.EConflict, "command already has a final status (%s)", c.Status)
+	}
+	return c, nil
+}
+
+// ListCommands returns one page of commands, newest first, and the cursor
+// of the next page.
+func (s *Store) ListCommands(ctx context.Context, f mdmd.CommandFilter) ([]mdmd.Command, string, error) {
+	if f.Status != "" && !f.Status.Valid() {
+		return nil, "", mdmd.FieldError("status", "unknown command status %q", f.Status)
+	}
+	q := s.table(ctx, "commands")
+	if f.DeviceID != "" {
+		q = q.Where("device_id = ?", f.DeviceID)
+	}
+	if f.Status != "" {
+		q = q.Where("status = ?", string(f.Status))
+	}
+	if f.After != "" {
+		q = q.Where("id < ?", f.After)
+	}
+	limit := limitOf(f.Limit)
+	var out []mdmd.Command
+	if err := q.Order("id DESC").Limit(limit + 1).Find(&out).Error; err != nil {
+		return nil, "", dbErr(err, "commands")
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// PruneCommands deletes commands that completed before the given time and
+// returns how many it removed.
+func (s *Store) PruneCommands(ctx context.Context, before time.Time) (int64, error) {
+	res := s.table(ctx, "commands").Where("completed_at IS NOT NULL AND completed_at < ?", before.UTC()).
+		Delete(&mdmd.Command{})
+	return res.RowsAffected, dbErr(res.Error, "commands")
+}

@@ -1,0 +1,268 @@
+package storage
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/mdmd/mdmd"
+)
+
+// CreateDevice stores a new device. It assigns an ID when none is set. A
+// UDID or AMAPI name that is already taken is a conflict.
+func (s *Store) CreateDevice(ctx context.Context, d *mdmd.Device) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.ID == "" {
+		d.ID = newID()
+	}
+	now := s.Now()
+	d.CreatedAt, d.UpdatedAt = now, now
+	return dbErr(s.table(ctx, "devices").Create(d).Error, "device")
+}
+
+// GetDevice returns the device with the given ID.
+func (s *Store) GetDevice(ctx context.Context, id string) (*mdmd.Device, error) {
+	var d mdmd.Device
+	err := s.table(ctx, "devices").Where("id = ?", id).Take(&d).Error
+	return &d, dbErr(err, "device")
+}
+
+// GetDeviceByUDID returns the iOS device with the given UDID.
+func (s *Store) GetDeviceByUDID(ctx context.Context, udid string) (*mdmd.Device, error) {
+	var d mdmd.Device
+	err := s.table(ctx, "devices").Where("udid = ?", udid).Take(&d).Error
+	return &d, dbErr(err, "device")
+}
+
+// GetDeviceByAMAPIName returns the Android device with the given AMAPI name.
+func (s *Store) GetDeviceByAMAPIName(ctx context.Context, name string) (*mdmd.Device, error) {
+	var d mdmd.Device
+	err := s.table(ctx, "devices").Where("amapi_name = ?", name).Take(&d).Error
+	return &d, dbErr(err, "device")
+}
+
+// UpdateDevice applies the set fields of u and returns the device as stored.
+func (s *Store) UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate) (*mdmd.Device, error) {
+	if err := u.Validate(); err != nil {
+		return nil, err
+	}
+	set := map[string]any{"updated_at": s.Now()}
+	put := func(col string, v *string) {
+		if v != nil {
+			set[col] = *v
+		}
+	}
+	put("name", u.Name)
+	put("serial_number", u.SerialNumber)
+	put("model", u.Model)
+	put("os_version", u.OSVersion)
+	put("owner_user", u.OwnerUser)
+	if u.Ownership != nil {
+		set["ownership"] = string(*u.Ownership)
+	}
+	if u.EnrollmentState != nil {
+		set["enrollment_state"] = string(*u.EnrollmentState)
+	}
+	if u.EnrolledAt != nil {
+		set["enrolled_at"] = u.EnrolledAt.UTC().Truncate(time.Microsecond)
+	}
+	res := s.table(ctx, "devices").Where("id = ?", id).Updates(set)
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "device")
+	}
+	if res.RowsAffected == 0 {
+		return nil, mdmd.Errorf(mdmd.ENotFound, "device not found")
+	}
+	return s.GetDevice(ctx, id)
+}
+
+// DeleteDevice removes a device with its commands and group memberships.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	res := s.table(ctx, "devices").Where("id = ?", id).Delete(&mdmd.Device{})
+	if res.Error != nil {
+		return dbErr(res.Error, "device")
+	}
+	if res.RowsAffected == 0 {
+		return mdmd.Errorf(mdmd.ENotFound, "device not found")
+	}
+	return nil
+}
+
+// ListDevices returns one page of devices in ID order (IDs are time
+// ordered, so this is enrollment order) and the cursor of the next page,
+// "" on the last one.
+func (s *Store) ListDevices(ctx context.Context, f mdmd.DeviceFilter) ([]mdmd.Device, string, error) {
+	if err := f.Validate(); err != nil {
+		return nil, "", err
+	}
+	q := s.deviceQuery(ctx, f)
+	if f.After != "" {
+		q = q.Where("id > ?", f.After)
+	}
+	limit := limitOf(f.Limit)
+	var out []mdmd.Device
+	if err := q.Order("id").Limit(limit + 1).Find(&out).Error; err != nil {
+		return nil, "", dbErr(err, "devices")
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
+
+// CountDevices counts the devices a filter selects (After and Limit are ignored).
+func (s *Store) CountDevices(ctx context.Context, f mdmd.DeviceFilter) (int64, error) {
+	f.Limit = 0
+	if err := f.Validate(); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.deviceQuery(ctx, f).Count(&n).Error
+	return n, dbErr(err, "devices")
+}
+
+func (s *Store) deviceQuery(ctx context.Context, f mdmd.DeviceFilter) *gorm.DB {
+	q := s.table(ctx, "devices")
+	if f.Platform != "" {
+		q = q.Where("platform = ?", string(f.Platform))
+	}
+	if f.EnrollmentState != "" {
+		q = q.Where("enrollment_state = ?", string(f.EnrollmentState))
+	}
+	if f.Ownership != "" {
+		q = q.Where("ownership = ?", string(f.Ownership))
+	}
+	if f.OwnerUser != "" {
+		q = q.Where("owner_user = ?", f.OwnerUser)
+	}
+	if f.GroupID != "" {
+		q = q.Where("id IN (SELECT device_id FROM device_groups WHERE group_id = ?)", f.GroupID)
+	}
+	if qs := strings.TrimSpace(f.Query); qs != "" {
+		like := "%" + escapeLike(strings.ToLower(qs)) + "%"
+		q = q.Where(`(lower(name) LIKE ? ESCAPE '\' OR lower(serial_number) LIKE ? ESCAPE '\' OR lower(coalesce(udid, '')) LIKE ? ESCAPE '\' OR lower(model) LIKE ? ESCAPE '\' OR lower(owner_user) LIKE ? ESCAPE '\')`,
+			like, like, like, like, like)
+	}
+	return q
+}
+
+// MarkDevicesSeen records that the devices were in contact at the given
+// time, in one statement for a whole batch. A time older than the stored
+// one is ignored, so batches may arrive out of order.
+func (s *Store) MarkDevicesSeen(ctx context.Context, ids []string, at time.Time) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	res := s.table(ctx, "devices").
+		Where("id IN ? AND (last_seen_at IS NULL OR last_seen_at < ?)", ids, at).
+		Update("last_seen_at", at)
+	return res.RowsAffected, dbErr(res.Error, "devices")
+}
+
+// CreateGroup stores a new group; a taken name is a conflict.
+func (s *Store) CreateGroup(ctx context.Context, g *mdmd.Group) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	if g.ID == "" {
+		g.ID = newID()
+	}
+	now := s.Now()
+	g.CreatedAt, g.UpdatedAt = now, now
+	return dbErr(s.table(ctx, "groups").Create(g).Error, "group")
+}
+
+// GetGroup returns the group with the given ID.
+func (s *Store) GetGroup(ctx context.Context, id string) (*mdmd.Group, error) {
+	var g mdmd.Group
+	err := s.table(ctx, "groups").Where("id = ?", id).Take(&g).Error
+	return &g, dbErr(err, "group")
+}
+
+// ListGroups returns every group by name.
+func (s *Store) ListGroups(ctx context.Context) ([]mdmd.Group, error) {
+	var out []mdmd.Group
+	err := s.table(ctx, "groups").Order("name").Limit(mdmd.MaxPageSize).Find(&out).Error
+	return out, dbErr(err, "groups")
+}
+
+// UpdateGroup renames or redescribes a group.
+func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *string) (*mdmd.Group, error) {
+	g, err := s.GetGroup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if name != nil {
+		g.Name = *name
+	}
+	if description != nil {
+		g.Description = *description
+	}
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	g.UpdatedAt = s.Now()
+	err = s.table(ctx, "groups").Where("id = ?", id).
+		Updates(map[string]any{"name": g.Name, "description": g.Description, "updated_at": g.UpdatedAt}).Error
+	return g, dbErr(err, "group")
+}
+
+// DeleteGroup removes a group and its memberships (not its devices).
+func (s *Store) DeleteGroup(ctx context.Context, id string) error {
+	res := s.table(ctx, "groups").Where("id = ?", id).Delete(&mdmd.Group{})
+	if res.Error != nil {
+		return dbErr(res.Error, "group")
+	}
+	if res.RowsAffected == 0 {
+		return mdmd.Errorf(mdmd.ENotFound, "group not found")
+	}
+	return nil
+}
+
+type membership struct {
+	GroupID  string `gorm:"column:group_id"`
+	DeviceID string `gorm:"column:device_id"`
+}
+
+// AddGroupMembers puts devices in a group; members already in it stay.
+// An unknown group or device fails the whole call and adds nothing.
+func (s *Store) AddGroupMembers(ctx context.Context, groupID string, deviceIDs []string) error {
+	if len(deviceIDs) == 0 {
+		return nil
+	}
+	rows := make([]membership, 0, len(deviceIDs))
+	for _, id := range deviceIDs {
+		rows = append(rows, membership{GroupID: groupID, DeviceID: id})
+	}
+	return s.Tx(ctx, func(tx *Store) error {
+		err := tx.table(ctx, "device_groups").Clauses(clause.OnConflict{DoNothing: true}).Create(&rows).Error
+		return dbErr(err, "group member")
+	})
+}
+
+// RemoveGroupMembers takes devices out of a group.
+func (s *Store) RemoveGroupMembers(ctx context.Context, groupID string, deviceIDs []string) error {
+	if len(deviceIDs) == 0 {
+		return nil
+	}
+	err := s.table(ctx, "device_groups").Where("group_id = ? AND device_id IN ?", groupID, deviceIDs).
+		Delete(&membership{}).Error
+	return dbErr(err, "group member")
+}
+
+// DeviceGroups returns the groups a device is in, by name.
+func (s *Store) DeviceGroups(ctx context.Context, deviceID string) ([]mdmd.Group, error) {
+	var out []mdmd.Group
+	err := s.table(ctx, "groups").
+		Where("id IN (SELECT group_id FROM device_groups WHERE device_id = ?)", deviceID).
+		Order("name").Find(&out).Error
+	return out, dbErr(err, "groups")
+}
