@@ -1,0 +1,367 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/auth"
+	"github.com/mdmd/mdmd/jobs"
+	"github.com/mdmd/mdmd/pki"
+	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/storage"
+	"github.com/mdmd/mdmd/web"
+)
+
+// Server is one mdmd replica: the HTTP server, the database, and the
+// background job runner. Several replicas may share one PostgreSQL
+// database; nothing that correctness depends on lives only in a Server.
+type Server struct {
+	cfg     *Config
+	log     *slog.Logger
+	stdout  io.Writer
+	reg     *prometheus.Registry
+	root    *web.Root
+	replica string
+
+	handlers map[string]jobs.Handler
+
+	mu       sync.Mutex
+	addr     net.Addr
+	store    *storage.Store
+	ids      *pki.Identities
+	ready    chan struct{}
+	listenCh chan struct{}
+}
+
+// NewServer prepares a server; Run starts it.
+func NewServer(cfg *Config, stdout, stderr io.Writer) *Server {
+	log := cfg.logger(stderr)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	host, _ := os.Hostname()
+	return &Server{
+		cfg: cfg, log: log, stdout: stdout, reg: reg,
+		root:     web.NewRoot(web.RootOptions{Logger: log.With("component", "http"), Registry: reg, MaxBodyBytes: cfg.MaxBodyBytes, TLS: cfg.TLSCert != ""}),
+		replica:  fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)),
+		handlers: map[string]jobs.Handler{},
+		ready:    make(chan struct{}),
+		listenCh: make(chan struct{}),
+	}
+}
+
+// RegisterJob adds a background job handler. Call it before Run.
+func (s *Server) RegisterJob(kind string, h jobs.Handler) { s.handlers[kind] = h }
+
+// Listening is closed once the server accepts connections.
+func (s *Server) Listening() <-chan struct{} { return s.listenCh }
+
+// Ready is closed once the database is migrated and the API is served.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr is the address the server listens on (valid after Listening).
+func (s *Server) Addr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.addr }
+
+// Store is the server's database (valid after Ready).
+func (s *Server) Store() *storage.Store { s.mu.Lock(); defer s.mu.Unlock(); return s.store }
+
+// Identities are the server's CA and profile signer (valid after Ready).
+func (s *Server) Identities() *pki.Identities { s.mu.Lock(); defer s.mu.Unlock(); return s.ids }
+
+// Run serves until ctx ends, then shuts down gracefully: in-flight requests
+// finish (up to the shutdown timeout), running jobs finish, and the
+// database is closed. Health and readiness are served from the start; the
+// API once the database is reachable and migrated.
+func (s *Server) Run(ctx context.Context) error {
+	box, err := s.secretBox()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("invalid --listen (MDMD_LISTEN) %q: %w", s.cfg.Listen, err)
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+
+	srv := &http.Server{
+		Handler:           s.root,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("invalid --tls-cert/--tls-key: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	} else if host, _, _ := net.SplitHostPort(s.cfg.Listen); !isLoopback(host) {
+		s.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front, or set --tls-cert and --tls-key",
+			"listen", s.cfg.Listen)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	close(s.listenCh)
+	s.log.Info("listening", "addr", ln.Addr().String(), "public_url", s.cfg.PublicURL, "replica", s.replica)
+
+	appCtx, stopApp := context.WithCancel(ctx)
+	defer stopApp()
+	var bg sync.WaitGroup
+	startErr := make(chan error, 1)
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		startErr <- s.start(appCtx, box, &bg)
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-startErr:
+		if err != nil {
+			runErr = err
+		} else {
+			select {
+			case <-ctx.Done():
+			case err := <-serveErr:
+				runErr = fmt.Errorf("http server: %w", err)
+			}
+		}
+	}
+
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.String())
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		s.log.Warn("shutdown did not finish in time; connections closed", "err", err)
+		srv.Close()
+	}
+	stopApp()
+	bg.Wait()
+	if st := s.Store(); st != nil {
+		st.Close()
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+// start connects to the database (retrying while it is unreachable),
+// migrates, bootstraps and then serves the API and runs jobs.
+func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup) error {
+	log := s.log.With("component", "storage")
+	var st *storage.Store
+	for attempt, delay := 1, 250*time.Millisecond; ; attempt++ {
+		var err error
+		st, err = storage.Open(ctx, s.cfg.DatabaseURL, storage.Options{MaxOpenConns: s.cfg.DBMaxConns, Logger: log})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Error("database unavailable, retrying", "attempt", attempt, "retry_in", delay.String(),
+			"database", storage.Redact(s.cfg.DatabaseURL), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 15*time.Second)
+	}
+	s.mu.Lock()
+	s.store = st
+	s.mu.Unlock()
+
+	if _, err := st.Migrate(ctx, log); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	if err := checkSecretKey(ctx, st, box); err != nil {
+		return err
+	}
+	ids, created, err := pki.Bootstrap(ctx, st, box, s.cfg.Org)
+	if err != nil {
+		return fmt.Errorf("bootstrap identities: %w", err)
+	}
+	for _, name := range created {
+		s.log.Info("generated identity", "name", name)
+	}
+	s.mu.Lock()
+	s.ids = ids
+	s.mu.Unlock()
+	cred, err := bootstrapAdmin(ctx, st)
+	if err != nil {
+		return fmt.Errorf("bootstrap administrator: %w", err)
+	}
+	s.reg.MustRegister(collectors.NewDBStatsCollector(st.DB(), string(st.DialectName())))
+
+	runner := jobs.New(st, jobs.Options{Replica: s.replica, Concurrency: s.cfg.Workers, Poll: s.cfg.JobPoll,
+		Logger: s.log.With("component", "jobs"), Registerer: s.reg})
+	runner.Register("commands.prune", func(ctx context.Context, _ *mdmd.Job) error {
+		n, err := st.PruneCommands(ctx, time.Now().Add(-s.cfg.CommandRetain))
+		if n > 0 {
+			s.log.Info("pruned finished commands", "count", n)
+		}
+		return err
+	})
+	runner.Every("commands.prune", time.Hour)
+	runner.Register("jobs.prune", func(ctx context.Context, _ *mdmd.Job) error {
+		_, err := st.PruneJobs(ctx, time.Now().Add(-7*24*time.Hour))
+		return err
+	})
+	runner.Every("jobs.prune", time.Hour)
+	for kind, h := range s.handlers {
+		runner.Register(kind, h)
+	}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		runner.Run(ctx)
+	}()
+
+	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
+		Logger: s.log.With("component", "api")})
+	s.root.SetReady(index(api, s.cfg.PublicURL), st.Ping)
+	close(s.ready)
+	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
+	s.printWelcome(cred)
+	return nil
+}
+
+func (s *Server) printWelcome(cred *adminCredential) {
+	fmt.Fprintf(s.stdout, "mdmd is ready.\n  Log in at:  %s/\n  Admin API:  %s/api/v1\n  Database:   %s\n",
+		s.cfg.PublicURL, s.cfg.PublicURL, storage.Redact(s.cfg.DatabaseURL))
+	if cred != nil {
+		fmt.Fprintf(s.stdout, "\nFirst start: administrator created. These credentials are shown only now:\n"+
+			"  username:   %s\n  password:   %s\n  API token:  %s  (role admin, expires %s)\n"+
+			"  try:        curl -H 'Authorization: Bearer %s' %s/api/v1/me\n",
+			cred.Username, cred.Password, cred.Token, cred.Expires.Format("2006-01-02"), cred.Token, s.cfg.PublicURL)
+	}
+}
+
+func (s *Server) secretBox() (*secret.Box, error) {
+	var key []byte
+	var err error
+	if s.cfg.SecretKey != "" {
+		key, err = secret.ParseKey(s.cfg.SecretKey)
+		if err != nil {
+			return nil, fmt.Errorf("invalid MDMD_SECRET_KEY: %w", err)
+		}
+	} else {
+		var created bool
+		key, created, err = secret.LoadOrCreateKeyFile(s.cfg.SecretKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("invalid --secret-key-file (MDMD_SECRET_KEY_FILE): %w", err)
+		}
+		if created {
+			s.log.Info("generated secret key file; back it up: without it the database's secrets cannot be opened",
+				"path", s.cfg.SecretKeyFile)
+		}
+	}
+	box, err := secret.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("invalid MDMD_SECRET_KEY: %w", err)
+	}
+	return box, nil
+}
+
+// checkSecretKey makes sure every replica seals with the same key: the
+// first start stores a value sealed with it, later starts must open it.
+func checkSecretKey(ctx context.Context, st *storage.Store, box *secret.Box) error {
+	sealed, err := box.Seal([]byte("mdmd secret key check"), "key-check")
+	if err != nil {
+		return err
+	}
+	stored, _, err := st.CreateSettingIfAbsent(ctx, "secret_key_check", base64.StdEncoding.EncodeToString(sealed))
+	if err != nil {
+		return fmt.Errorf("secret key check: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(stored)
+	if err == nil {
+		_, err = box.Open(raw, "key-check")
+	}
+	if err != nil {
+		return fmt.Errorf("invalid MDMD_SECRET_KEY / secret key file (key id %s): it is not the key this database was created with", box.ID)
+	}
+	return nil
+}
+
+type adminCredential struct {
+	Username, Password, Token string
+	Expires                   time.Time
+}
+
+// bootstrapAdmin creates the first administrator on a new database and
+// returns its credentials; on later starts (or on the replica that lost the
+// race) it returns nil. Only hashes are stored.
+func bootstrapAdmin(ctx context.Context, st *storage.Store) (*adminCredential, error) {
+	var cred *adminCredential
+	err := st.Tx(ctx, func(tx *storage.Store) error {
+		_, created, err := tx.CreateSettingIfAbsent(ctx, "bootstrap_admin", tx.Now().Format(time.RFC3339))
+		if err != nil || !created {
+			return err
+		}
+		c := &adminCredential{Username: "admin", Password: auth.RandomPassword()}
+		hash, err := auth.HashPassword(c.Password)
+		if err != nil {
+			return err
+		}
+		u := &mdmd.AdminUser{Username: c.Username, PasswordHash: hash, Role: mdmd.RoleAdmin}
+		if err := tx.CreateAdminUser(ctx, u); err != nil {
+			return err
+		}
+		secretTok, tokHash := auth.NewToken()
+		c.Token, c.Expires = secretTok, tx.Now().Add(30*24*time.Hour)
+		t := &mdmd.APIToken{Name: "bootstrap", Prefix: auth.DisplayPrefix(secretTok), Hash: tokHash,
+			Role: mdmd.RoleAdmin, CreatedBy: "system", ExpiresAt: c.Expires}
+		if err := tx.CreateAPIToken(ctx, t); err != nil {
+			return err
+		}
+		cred = c
+		return tx.AppendAudit(ctx, &mdmd.AuditEvent{ActorType: mdmd.ActorSystem, Actor: "mdmd", Action: "admin.bootstrap",
+			TargetType: "admin_user", TargetID: u.ID, Outcome: mdmd.OutcomeSuccess,
+			Details: []byte(`{"username":"admin","token":"` + t.ID + `"}`)})
+	})
+	return cred, err
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
