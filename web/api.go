@@ -537,4 +537,3 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, page(evs, cursor))
 	return nil
 }
-
