@@ -37,6 +37,10 @@ type Config struct {
 	CommandRetain   time.Duration
 	Org             string
 
+	// publicURLDerived is set when PublicURL came from Listen, so that the
+	// real port replaces a :0 once the server listens.
+	publicURLDerived bool
+
 	// SecretKey is read from MDMD_SECRET_KEY only: a flag would put it in
 	// the process list.
 	SecretKey string
@@ -215,6 +219,7 @@ func (c *Config) finish() error {
 			host = "localhost"
 		}
 		c.PublicURL = scheme + "://" + net.JoinHostPort(host, port)
+		c.publicURLDerived = true
 	}
 	return nil
 }

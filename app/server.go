@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -97,6 +98,13 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr()
+	if s.cfg.publicURLDerived {
+		// Listening on port 0 picks a port; the printed URL names the real one.
+		u, _ := url.Parse(s.cfg.PublicURL)
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+		s.cfg.PublicURL = u.String()
+	}
 	s.mu.Unlock()
 
 	srv := &http.Server{
@@ -169,6 +177,19 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
+// connect opens and migrates the database.
+func (s *Server) connect(ctx context.Context, log *slog.Logger) (*storage.Store, error) {
+	st, err := storage.Open(ctx, s.cfg.DatabaseURL, storage.Options{MaxOpenConns: s.cfg.DBMaxConns, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := st.Migrate(ctx, log); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return st, nil
+}
+
 // start connects to the database (retrying while it is unreachable),
 // migrates, bootstraps and then serves the API and runs jobs.
 func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup) error {
@@ -176,7 +197,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	var st *storage.Store
 	for attempt, delay := 1, 250*time.Millisecond; ; attempt++ {
 		var err error
-		st, err = storage.Open(ctx, s.cfg.DatabaseURL, storage.Options{MaxOpenConns: s.cfg.DBMaxConns, Logger: log})
+		st, err = s.connect(ctx, log)
 		if err == nil {
 			break
 		}
@@ -196,12 +217,6 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	s.store = st
 	s.mu.Unlock()
 
-	if _, err := st.Migrate(ctx, log); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("migrate database: %w", err)
-	}
 	if err := checkSecretKey(ctx, st, box); err != nil {
 		return err
 	}
