@@ -1,0 +1,459 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/auth"
+	"github.com/mdmd/mdmd/web"
+)
+
+// fixture is a running server with a few devices, a group and a command.
+type fixture struct {
+	*testServer
+	ios, android *mdmd.Device
+	group        *mdmd.Group
+	command      *mdmd.Command
+}
+
+func newFixture(t *testing.T, dbURL string) *fixture {
+	t.Helper()
+	ts := start(t, "--data-dir", t.TempDir(), "--database-url", dbURL, "--max-body-bytes", "4096")
+	f := &fixture{testServer: ts}
+	st, ctx := ts.srv.Store(), context.Background()
+	udid := "00008110-000A1C2E3F4D5E6F"
+	f.ios = &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Name: "Ana's iPhone", SerialNumber: "F2LX1234",
+		Model: "iPhone15,2", OSVersion: "17.4", Ownership: mdmd.OwnershipCorporate, EnrollmentState: mdmd.EnrollmentEnrolled, OwnerUser: "ana@example.com"}
+	name := "enterprises/LC0abc/devices/3a9f"
+	f.android = &mdmd.Device{Platform: mdmd.PlatformAndroid, AMAPIName: &name, Name: "Pixel", Model: "Pixel 8",
+		Ownership: mdmd.OwnershipPersonal, EnrollmentState: mdmd.EnrollmentUnenrolled, OwnerUser: "ben@example.com"}
+	f.group = &mdmd.Group{Name: "finance"}
+	f.command = &mdmd.Command{DeviceID: "", RequestType: "DeviceInformation", CreatedBy: "test"}
+	for _, err := range []error{st.CreateDevice(ctx, f.ios), st.CreateDevice(ctx, f.android), st.CreateGroup(ctx, f.group)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.command.DeviceID = f.ios.ID
+	if err := st.EnqueueCommand(ctx, f.command); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// tokenFor mints a token of the role through the API.
+func (f *fixture) tokenFor(t *testing.T, role mdmd.Role) string {
+	t.Helper()
+	var out struct{ Secret string }
+	f.mustDo(201, "POST", "/api/v1/tokens", f.Token, map[string]any{"name": "t-" + string(role), "role": role}).json(t, &out)
+	return out.Secret
+}
+
+func (f *fixture) auditCount(t *testing.T, action string) int {
+	t.Helper()
+	evs, _, err := f.srv.Store().ListAudit(context.Background(), mdmd.AuditFilter{Action: action, Limit: mdmd.MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(evs)
+}
+
+func TestAPIAuthentication(t *testing.T) {
+	f := newFixture(t, backends(t)[0].URL)
+	st, ctx := f.srv.Store(), context.Background()
+	expired, expiredHash := auth.NewToken()
+	if err := st.CreateAPIToken(ctx, &mdmd.APIToken{Name: "old", Hash: expiredHash, Role: mdmd.RoleAdmin, ExpiresAt: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	revoked := f.tokenFor(t, mdmd.RoleAdmin)
+	f.mustDo(200, "GET", "/api/v1/me", revoked, nil)
+	f.mustDo(200, "DELETE", "/api/v1/tokens/"+tokenID(t, f.testServer, f.Token, "t-admin"), f.Token, nil)
+
+	tests := []struct{ name, header string }{
+		{"no header", ""},
+		{"wrong scheme", "Basic YWRtaW46YWRtaW4="},
+		{"empty bearer", "Bearer "},
+		{"unknown token", "Bearer mdmd_" + strings.Repeat("A", 43)},
+		{"not an mdmd token", "Bearer eyJhbGciOiJub25lIn0.e30."},
+		{"expired token", "Bearer " + expired},
+		{"revoked token", "Bearer " + revoked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, path := range []string{"/api/v1/me", "/api/v1/devices", "/api/v1/tokens"} {
+				req, _ := http.NewRequest("GET", f.URL+path, nil)
+				if tc.header != "" {
+					req.Header.Set("Authorization", tc.header)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") ||
+					resp.Header.Get("WWW-Authenticate") == "" {
+					t.Fatalf("%s: status %d, content type %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+				}
+			}
+			// The unauthenticated write changes nothing.
+			r := f.do("POST", "/api/v1/groups", strings.TrimPrefix(tc.header, "Bearer "), map[string]string{"name": "intruders"})
+			if r.Status != 401 || r.errCode(t) != mdmd.EUnauthenticated {
+				t.Fatalf("POST without valid token = %d %s", r.Status, r.Body)
+			}
+		})
+	}
+	gs, _ := st.ListGroups(ctx)
+	if len(gs) != 1 {
+		t.Fatalf("unauthenticated requests created groups: %+v", gs)
+	}
+}
+
+func TestAPIBadInputChangesNothing(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b.URL)
+			st, ctx := f.srv.Store(), context.Background()
+			dev := "/api/v1/devices/" + f.ios.ID
+			big := `{"name":"` + strings.Repeat("x", 5000) + `"}`
+			tests := []struct {
+				name, method, path, body, contentType string
+				status                                int
+				code, mentions                        string
+			}{
+				{"malformed JSON", "PATCH", dev, `{"name": "x"`, "", 400, mdmd.EInvalid, "malformed JSON"},
+				{"syntax error", "PATCH", dev, `{"name" "x"}`, "", 400, mdmd.EInvalid, "byte"},
+				{"unknown field", "PATCH", dev, `{"name":"x","udid":"forged"}`, "", 400, mdmd.EInvalid, `"udid"`},
+				{"wrong type", "PATCH", dev, `{"name":42}`, "", 400, mdmd.EInvalid, "name"},
+				{"not an object", "PATCH", dev, `["name"]`, "", 400, mdmd.EInvalid, "object"},
+				{"trailing data", "PATCH", dev, `{"name":"x"} {"name":"y"}`, "", 400, mdmd.EInvalid, "single JSON object"},
+				{"empty body", "PATCH", dev, ``, "", 400, mdmd.EInvalid, "empty"},
+				{"unknown enum", "PATCH", dev, `{"ownership":"shared"}`, "", 400, mdmd.EInvalid, "ownership"},
+				{"wrong media type", "PATCH", dev, `{"name":"x"}`, "text/plain", 415, mdmd.EUnsupported, "application/json"},
+				{"oversized body", "PATCH", dev, big, "", 413, mdmd.ETooLarge, "4096"},
+				{"unknown role", "POST", "/api/v1/tokens", `{"name":"x","role":"root"}`, "", 400, mdmd.EInvalid, "role"},
+				{"token lifetime", "POST", "/api/v1/tokens", `{"name":"x","role":"viewer","expires_in_days":5000}`, "", 400, mdmd.EInvalid, "expires_in_days"},
+				{"bad group name", "POST", "/api/v1/groups", `{"name":"  "}`, "", 400, mdmd.EInvalid, "name"},
+				{"duplicate group", "POST", "/api/v1/groups", `{"name":"finance"}`, "", 409, mdmd.EConflict, "exists"},
+				{"unknown device in group", "POST", "/api/v1/groups/" + f.group.ID + "/members", `{"device_ids":["` + f.ios.ID + `","nope"]}`, "", 404, mdmd.ENotFound, "not exist"},
+				{"bad filter", "GET", "/api/v1/devices?platform=windows", "", "", 400, mdmd.EInvalid, "platform"},
+				{"bad limit", "GET", "/api/v1/devices?limit=-1", "", "", 400, mdmd.EInvalid, "limit"},
+				{"bad audit time", "GET", "/api/v1/audit?since=yesterday", "", "", 400, mdmd.EInvalid, "since"},
+				{"unknown device", "GET", "/api/v1/devices/nope", "", "", 404, mdmd.ENotFound, "device"},
+				{"unknown route", "GET", "/api/v1/nope", "", "", 404, mdmd.ENotFound, "route"},
+				{"enrolled device delete", "DELETE", dev, "", "", 409, mdmd.EConflict, "unenroll"},
+			}
+			before := f.auditCount(t, "")
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					req, _ := http.NewRequest(tc.method, f.URL+tc.path, strings.NewReader(tc.body))
+					req.Header.Set("Authorization", "Bearer "+f.Token)
+					ct := tc.contentType
+					if ct == "" {
+						ct = "application/json"
+					}
+					req.Header.Set("Content-Type", ct)
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer resp.Body.Close()
+					var body web.ErrorBody
+					if err := decodeBody(resp, &body); err != nil {
+						t.Fatal(err)
+					}
+					if resp.StatusCode != tc.status || body.Error.Code != tc.code || !strings.Contains(body.Error.Message, tc.mentions) {
+						t.Fatalf("got %d %q %q; want %d %q mentioning %q", resp.StatusCode, body.Error.Code, body.Error.Message, tc.status, tc.code, tc.mentions)
+					}
+					if body.Error.RequestID == "" || body.Error.RequestID != resp.Header.Get("X-Request-Id") {
+						t.Fatalf("error lacks the request ID: %+v", body)
+					}
+				})
+			}
+			d, _ := st.GetDevice(ctx, f.ios.ID)
+			if d.Name != f.ios.Name || d.Ownership != f.ios.Ownership || *d.UDID != *f.ios.UDID || !d.UpdatedAt.Equal(f.ios.UpdatedAt) {
+				t.Fatalf("bad input changed the device: %+v", d)
+			}
+			if gs, _ := st.DeviceGroups(ctx, f.ios.ID); len(gs) != 0 {
+				t.Fatalf("failed member add left memberships: %+v", gs)
+			}
+			if gs, _ := st.ListGroups(ctx); len(gs) != 1 {
+				t.Fatalf("groups = %+v", gs)
+			}
+			if toks, _ := st.ListAPITokens(ctx); len(toks) != 1 {
+				t.Fatalf("tokens = %d, want only the bootstrap token", len(toks))
+			}
+			if after := f.auditCount(t, ""); after != before {
+				t.Fatalf("rejected requests wrote %d audit events", after-before)
+			}
+		})
+	}
+}
+
+func TestRoleRouteMatrix(t *testing.T) {
+	f := newFixture(t, backends(t)[0].URL)
+	tokens := map[mdmd.Role]string{}
+	for _, r := range mdmd.Roles {
+		tokens[r] = f.tokenFor(t, r)
+	}
+	routes := web.NewAPI(web.APIDeps{}).Routes()
+	if len(routes) < 15 {
+		t.Fatalf("only %d routes listed", len(routes))
+	}
+	bodies := map[string]string{
+		"PATCH /api/v1/devices/{id}":         `{"name":"renamed"}`,
+		"POST /api/v1/groups":                `{"name":"g-%s"}`,
+		"PATCH /api/v1/groups/{id}":          `{"description":"d"}`,
+		"POST /api/v1/groups/{id}/members":   `{"device_ids":["%s"]}`,
+		"DELETE /api/v1/groups/{id}/members": `{"device_ids":["%s"]}`,
+		"POST /api/v1/tokens":                `{"name":"m-%s","role":"viewer"}`,
+		"POST /api/v1/commands/{id}/cancel":  ``,
+		"DELETE /api/v1/tokens/{id}":         ``,
+		"DELETE /api/v1/devices/{id}":        ``,
+		"DELETE /api/v1/groups/{id}":         ``,
+		"GET /api/v1/devices/{id}/commands":  ``,
+		"GET /api/v1/commands/{id}":          ``,
+		"GET /api/v1/groups/{id}":            ``,
+		"GET /api/v1/devices/{id}":           ``,
+		"GET /api/v1/devices":                ``,
+		"GET /api/v1/groups":                 ``,
+		"GET /api/v1/tokens":                 ``,
+		"GET /api/v1/audit":                  ``,
+		"GET /api/v1/me":                     ``,
+	}
+	for _, rt := range routes {
+		key := rt.Method + " " + rt.Pattern
+		body, ok := bodies[key]
+		if !ok {
+			t.Fatalf("route %s has no matrix entry: add one", key)
+		}
+		for _, role := range mdmd.Roles {
+			t.Run(key+"/"+string(role), func(t *testing.T) {
+				id := f.ios.ID
+				switch {
+				case strings.HasPrefix(rt.Pattern, "/api/v1/groups/"):
+					id = f.group.ID
+				case strings.HasPrefix(rt.Pattern, "/api/v1/commands/"):
+					id = f.command.ID
+				case strings.HasPrefix(rt.Pattern, "/api/v1/tokens/"):
+					victim := "victim-" + string(role)
+					f.mustDo(201, "POST", "/api/v1/tokens", f.Token, map[string]any{"name": victim, "role": "viewer"})
+					id = tokenID(t, f.testServer, f.Token, victim)
+				case rt.Pattern == "/api/v1/devices/{id}" && rt.Method == "DELETE":
+					id = f.android.ID
+				}
+				path := strings.ReplaceAll(rt.Pattern, "{id}", id)
+				var payload any
+				if body != "" {
+					if strings.Contains(body, "%s") {
+						arg := string(role)
+						if strings.Contains(body, "device_ids") {
+							arg = f.ios.ID
+						}
+						body = fmt.Sprintf(body, arg)
+					}
+					payload = body
+				}
+				before := f.auditCount(t, "access.denied")
+				r := f.do(rt.Method, path, tokens[role], payload)
+				allowed := rt.Permission == "" || role.Can(rt.Permission)
+				if allowed && (r.Status == 401 || r.Status == 403) {
+					t.Fatalf("role %s may %s but got %d: %s", role, key, r.Status, r.Body)
+				}
+				if !allowed {
+					if r.Status != 403 || r.errCode(t) != mdmd.EForbidden {
+						t.Fatalf("role %s lacks %s but got %d: %s", role, rt.Permission, r.Status, r.Body)
+					}
+					if f.auditCount(t, "access.denied") != before+1 {
+						t.Fatal("denied access was not audited")
+					}
+				}
+			})
+		}
+	}
+	// The permissions a role holds are what the matrix enforced.
+	if mdmd.RoleViewer.Can(mdmd.PermCommandsWipe) || mdmd.RoleHelpdesk.Can(mdmd.PermCommandsWipe) || !mdmd.RoleHelpdesk.Can(mdmd.PermCommandsLock) ||
+		mdmd.RoleAdmin.Can(mdmd.PermThreatReport) || mdmd.RoleAuditor.Can(mdmd.PermDevicesRead) {
+		t.Fatal("role table changed")
+	}
+}
+
+func decodeBody(resp *http.Response, v any) error {
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("status %d, body not JSON: %v: %s", resp.StatusCode, err, raw)
+	}
+	return nil
+}
+
+func TestDeviceAndGroupAPI(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFixture(t, b.URL)
+			helpdesk := f.tokenFor(t, mdmd.RoleHelpdesk)
+			var list web.Page[mdmd.Device]
+			tests := []struct {
+				query string
+				want  []string
+			}{
+				{"", []string{f.ios.ID, f.android.ID}},
+				{"?platform=ios", []string{f.ios.ID}},
+				{"?state=unenrolled", []string{f.android.ID}},
+				{"?ownership=personal", []string{f.android.ID}},
+				{"?owner=ana@example.com", []string{f.ios.ID}},
+				{"?q=f2lx", []string{f.ios.ID}},
+				{"?q=pixel&platform=ios", nil},
+				{"?group=" + f.group.ID, nil},
+			}
+			for _, tc := range tests {
+				list = web.Page[mdmd.Device]{}
+				f.mustDo(200, "GET", "/api/v1/devices"+tc.query, helpdesk, nil).json(t, &list)
+				var got []string
+				for _, d := range list.Items {
+					got = append(got, d.ID)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("devices%s = %v, want %v", tc.query, got, tc.want)
+				}
+			}
+			list = web.Page[mdmd.Device]{}
+			f.mustDo(200, "GET", "/api/v1/devices?limit=1", helpdesk, nil).json(t, &list)
+			if len(list.Items) != 1 || list.NextCursor != f.ios.ID {
+				t.Fatalf("page 1 = %+v", list)
+			}
+			cursor := list.NextCursor
+			list = web.Page[mdmd.Device]{}
+			f.mustDo(200, "GET", "/api/v1/devices?limit=1&cursor="+cursor, helpdesk, nil).json(t, &list)
+			if len(list.Items) != 1 || list.Items[0].ID != f.android.ID || list.NextCursor != "" {
+				t.Fatalf("page 2 = %+v", list)
+			}
+
+			// Groups and membership, visible on the device.
+			var g mdmd.Group
+			f.mustDo(201, "POST", "/api/v1/groups", f.Token, map[string]string{"name": "field", "description": "field staff"}).json(t, &g)
+			f.mustDo(204, "POST", "/api/v1/groups/"+g.ID+"/members", f.Token, map[string]any{"device_ids": []string{f.ios.ID, f.android.ID}})
+			var view web.DeviceView
+			f.mustDo(200, "GET", "/api/v1/devices/"+f.ios.ID, helpdesk, nil).json(t, &view)
+			if view.ID != f.ios.ID || *view.UDID != *f.ios.UDID || len(view.Groups) != 1 || view.Groups[0].Name != "field" {
+				t.Fatalf("device view = %+v", view)
+			}
+			f.mustDo(200, "GET", "/api/v1/devices?group="+g.ID, helpdesk, nil).json(t, &list)
+			if len(list.Items) != 2 {
+				t.Fatalf("group filter = %d devices", len(list.Items))
+			}
+			f.mustDo(204, "DELETE", "/api/v1/groups/"+g.ID+"/members", f.Token, map[string]any{"device_ids": []string{f.android.ID}})
+			f.mustDo(200, "GET", "/api/v1/devices?group="+g.ID, helpdesk, nil).json(t, &list)
+			if len(list.Items) != 1 {
+				t.Fatalf("after removal group has %d devices", len(list.Items))
+			}
+			var renamed mdmd.Group
+			f.mustDo(200, "PATCH", "/api/v1/groups/"+g.ID, f.Token, map[string]string{"name": "field-ops"}).json(t, &renamed)
+			if renamed.Name != "field-ops" || renamed.Description != "field staff" {
+				t.Fatalf("renamed group = %+v", renamed)
+			}
+			f.mustDo(204, "DELETE", "/api/v1/groups/"+g.ID, f.Token, nil)
+			f.mustDo(404, "GET", "/api/v1/groups/"+g.ID, f.Token, nil)
+
+			// Device changes, commands and deletion.
+			var d mdmd.Device
+			f.mustDo(200, "PATCH", "/api/v1/devices/"+f.ios.ID, f.Token, map[string]string{"name": "Loaner 7", "owner_user": "cy@example.com"}).json(t, &d)
+			if d.Name != "Loaner 7" || d.OwnerUser != "cy@example.com" || d.Model != f.ios.Model {
+				t.Fatalf("patched device = %+v", d)
+			}
+			var cmds web.Page[mdmd.Command]
+			f.mustDo(200, "GET", "/api/v1/devices/"+f.ios.ID+"/commands", helpdesk, nil).json(t, &cmds)
+			if len(cmds.Items) != 1 || cmds.Items[0].ID != f.command.ID || cmds.Items[0].Status != mdmd.CommandQueued {
+				t.Fatalf("commands = %+v", cmds)
+			}
+			f.mustDo(400, "GET", "/api/v1/devices/"+f.ios.ID+"/commands?status=bogus", helpdesk, nil)
+			f.mustDo(404, "GET", "/api/v1/devices/nope/commands", helpdesk, nil)
+			var c mdmd.Command
+			f.mustDo(200, "POST", "/api/v1/commands/"+f.command.ID+"/cancel", f.Token, nil).json(t, &c)
+			if c.Status != mdmd.CommandCanceled {
+				t.Fatalf("canceled command = %+v", c)
+			}
+			f.mustDo(409, "POST", "/api/v1/commands/"+f.command.ID+"/cancel", f.Token, nil)
+			f.mustDo(409, "DELETE", "/api/v1/devices/"+f.ios.ID, f.Token, nil)
+			f.mustDo(204, "DELETE", "/api/v1/devices/"+f.android.ID, f.Token, nil)
+			f.mustDo(404, "GET", "/api/v1/devices/"+f.android.ID, f.Token, nil)
+
+			// Every change is in the audit log with its actor and request.
+			var audit web.Page[mdmd.AuditEvent]
+			f.mustDo(200, "GET", "/api/v1/audit?target="+f.android.ID, f.Token, nil).json(t, &audit)
+			if len(audit.Items) != 1 || audit.Items[0].Action != "device.delete" || !strings.Contains(audit.Items[0].Actor, "bootstrap") ||
+				audit.Items[0].RequestID == "" || audit.Items[0].Outcome != mdmd.OutcomeSuccess {
+				t.Fatalf("audit for deletion = %+v", audit.Items)
+			}
+			for _, action := range []string{"group.create", "group.members.add", "group.members.remove", "group.update", "group.delete", "device.update", "command.cancel", "token.create"} {
+				if f.auditCount(t, action) == 0 {
+					t.Errorf("no audit event %s", action)
+				}
+			}
+		})
+	}
+}
+
+func TestTokenAPI(t *testing.T) {
+	f := newFixture(t, backends(t)[0].URL)
+	var created struct {
+		Token  mdmd.APIToken `json:"token"`
+		Secret string        `json:"secret"`
+	}
+	r := f.mustDo(201, "POST", "/api/v1/tokens", f.Token, map[string]any{"name": "siem", "role": "auditor", "expires_in_days": 7})
+	r.json(t, &created)
+	if !strings.HasPrefix(created.Secret, "mdmd_") || created.Token.Role != mdmd.RoleAuditor ||
+		created.Token.ExpiresAt.Sub(time.Now()) > 7*24*time.Hour || created.Token.ExpiresAt.Sub(time.Now()) < 7*24*time.Hour-time.Minute {
+		t.Fatalf("created token = %+v", created)
+	}
+	if strings.Contains(string(r.Body), created.Token.Hash) && created.Token.Hash != "" {
+		t.Fatal("token hash exposed")
+	}
+	list := string(f.mustDo(200, "GET", "/api/v1/tokens", f.Token, nil).Body)
+	if strings.Contains(list, created.Secret) || strings.Contains(list, auth.HashToken(created.Secret)) {
+		t.Fatal("token listing exposes the secret or its hash")
+	}
+	var me struct {
+		Role        mdmd.Role         `json:"role"`
+		Permissions []mdmd.Permission `json:"permissions"`
+	}
+	f.mustDo(200, "GET", "/api/v1/me", created.Secret, nil).json(t, &me)
+	if me.Role != mdmd.RoleAuditor || fmt.Sprint(me.Permissions) != "[audit:read]" {
+		t.Fatalf("auditor me = %+v", me)
+	}
+	f.mustDo(200, "GET", "/api/v1/audit", created.Secret, nil)
+	f.mustDo(403, "POST", "/api/v1/tokens", created.Secret, map[string]any{"name": "escalate", "role": "admin"})
+	f.mustDo(404, "DELETE", "/api/v1/tokens/nope", f.Token, nil)
+}
+
+func TestRequestIDs(t *testing.T) {
+	ts := start(t, "--data-dir", t.TempDir())
+	req, _ := http.NewRequest("GET", ts.URL+"/healthz", nil)
+	req.Header.Set("X-Request-Id", "proxy-abc.123")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Request-Id") != "proxy-abc.123" {
+		t.Fatalf("request ID not propagated: %q", resp.Header.Get("X-Request-Id"))
+	}
+	req.Header.Set("X-Request-Id", "bad id with spaces")
+	resp, _ = http.DefaultClient.Do(req)
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); id == "" || strings.Contains(id, " ") {
+		t.Fatalf("malformed request ID reused: %q", id)
+	}
+	a, b := ts.do("GET", "/healthz", "", nil), ts.do("GET", "/healthz", "", nil)
+	if a.Header.Get("X-Request-Id") == b.Header.Get("X-Request-Id") {
+		t.Fatal("request IDs repeat")
+	}
+}
