@@ -8,8 +8,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"database/sql"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -553,4 +553,3 @@ func TestRunCommands(t *testing.T) {
 		t.Fatalf("serve returned %v", err)
 	}
 }
-
