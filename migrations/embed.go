@@ -12,7 +12,6 @@ import (
 	"log/slog"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed postgres/*.sql sqlite/*.sql
@@ -35,13 +34,30 @@ func FS(d Dialect) (fs.FS, error) {
 	return nil, fmt.Errorf("migrations: unknown dialect %q", d)
 }
 
+// advisoryLockKey is the PostgreSQL advisory lock held while migrating
+// ("mdmdmigr"). It is database-wide, so replicas in one database queue on it.
+const advisoryLockKey = 0x6d646d646d696772
+
 // Up applies every pending migration and returns the versions it applied.
-// On PostgreSQL a session-level advisory lock serialises replicas that
-// start at the same time; SQLite serialises writers by itself.
+// On PostgreSQL it holds a session-level advisory lock for the whole run,
+// so replicas that start together migrate one after the other and the
+// later ones find nothing to do; the lock is released if the process dies.
+// For SQLite the caller serialises processes (storage takes a file lock).
 func Up(ctx context.Context, db *sql.DB, d Dialect, log *slog.Logger) ([]int64, error) {
 	p, err := provider(db, d)
 	if err != nil {
 		return nil, err
+	}
+	if d == Postgres {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("migrations: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", int64(advisoryLockKey)); err != nil {
+			return nil, fmt.Errorf("migrations: take advisory lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(advisoryLockKey))
 	}
 	results, err := p.Up(ctx)
 	if err != nil {
@@ -75,15 +91,9 @@ func provider(db *sql.DB, d Dialect) (*goose.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := []goose.ProviderOption{goose.WithDisableGlobalRegistry(true)}
 	gd := goose.DialectSQLite3
 	if d == Postgres {
 		gd = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker()
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	return goose.NewProvider(gd, db, sub, opts...)
+	return goose.NewProvider(gd, db, sub, goose.WithDisableGlobalRegistry(true))
 }

@@ -32,6 +32,7 @@ type Store struct {
 	db      *gorm.DB
 	sqlDB   *sql.DB
 	dialect migrations.Dialect
+	path    string // the SQLite file
 	now     func() time.Time
 }
 
@@ -140,6 +141,10 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if dialect == migrations.SQLite {
+		// The file holds password hashes and sealed keys: owner only.
+		os.Chmod(SQLitePath(dbURL), 0o600)
+	}
 	sqlDB.SetMaxOpenConns(maxConns)
 	sqlDB.SetMaxIdleConns(maxConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
@@ -149,11 +154,19 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		sqlDB.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
 	}
-	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, now: now}, nil
+	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, path: SQLitePath(dbURL), now: now}, nil
 }
 
-// Migrate applies pending schema migrations (serialised across replicas).
+// Migrate applies pending schema migrations, serialised across processes:
+// by an advisory lock on PostgreSQL, by a lock file beside a SQLite file.
 func (s *Store) Migrate(ctx context.Context, log *slog.Logger) ([]int64, error) {
+	if s.dialect == migrations.SQLite {
+		unlock, err := lockFile(s.path + ".migrate-lock")
+		if err != nil {
+			return nil, fmt.Errorf("lock for migration: %w", err)
+		}
+		defer unlock()
+	}
 	return migrations.Up(ctx, s.sqlDB, s.dialect, log)
 }
 
@@ -174,7 +187,7 @@ func (s *Store) DialectName() migrations.Dialect { return s.dialect }
 // transaction. Nested calls use savepoints.
 func (s *Store) Tx(ctx context.Context, fn func(tx *Store) error) error {
 	return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return fn(&Store{db: tx, sqlDB: s.sqlDB, dialect: s.dialect, now: s.now})
+		return fn(&Store{db: tx, sqlDB: s.sqlDB, dialect: s.dialect, path: s.path, now: s.now})
 	})
 }
 
