@@ -199,3 +199,5 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func backendsB(b *testing.B) []storagetest.Backend { return storagetest.Backends(b) }

@@ -2,10 +2,7 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"gorm.io/gorm"
 
 	"github.com/mdmd/mdmd"
 )
@@ -39,32 +36,26 @@ func (s *Store) GetCommand(ctx context.Context, id string) (*mdmd.Command, error
 // answered NotNow to on this connection). It marks the command sent and
 // returns nil when nothing is queued.
 func (s *Store) NextCommand(ctx context.Context, deviceID string, skip []string) (*mdmd.Command, error) {
-	var out *mdmd.Command
-	err := s.Tx(ctx, func(tx *Store) error {
-		q := tx.table(ctx, "commands").Where("device_id = ? AND status IN ?", deviceID, activeStatuses)
-		if len(skip) > 0 {
-			q = q.Where("id NOT IN ?", skip)
-		}
-		var c mdmd.Command
-		err := q.Order("priority DESC, created_at, id").Take(&c).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return nil
-		}
-		if err != nil {
-			return dbErr(err, "command")
-		}
-		now := tx.Now()
-		c.Status, c.SentAt, c.UpdatedAt, c.Deliveries = mdmd.CommandSent, &now, now, c.Deliveries+1
-		err = tx.table(ctx, "commands").Where("id = ?", c.ID).Updates(map[string]any{
-			"status": c.Status, "sent_at": now, "updated_at": now, "deliveries": c.Deliveries,
-		}).Error
-		if err != nil {
-			return dbErr(err, "command")
-		}
-		out = &c
-		return nil
-	})
-	return out, err
+	// One statement: pick and mark in a single round trip. The subquery
+	// reads the partial queue index (device_id, priority, created_at).
+	now := s.Now()
+	pick := "SELECT id FROM commands WHERE device_id = ? AND status IN ?"
+	args := []any{mdmd.CommandSent, now, now, deviceID, activeStatuses}
+	if len(skip) > 0 {
+		pick += " AND id NOT IN ?"
+		args = append(args, skip)
+	}
+	pick += " ORDER BY priority DESC, created_at, id LIMIT 1"
+	var out []mdmd.Command
+	err := s.db.WithContext(ctx).Raw(`UPDATE commands SET status = ?, sent_at = ?, updated_at = ?, deliveries = deliveries + 1
+WHERE id = (`+pick+`) RETURNING *`, args...).Scan(&out).Error
+	if err != nil {
+		return nil, dbErr(err, "command")
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return &out[0], nil
 }
 
 // RecordCommandResult stores a device's answer. The command must belong to

@@ -141,10 +141,6 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dialect == migrations.SQLite {
-		// The file holds password hashes and sealed keys: owner only.
-		os.Chmod(SQLitePath(dbURL), 0o600)
-	}
 	sqlDB.SetMaxOpenConns(maxConns)
 	sqlDB.SetMaxIdleConns(maxConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
@@ -153,6 +149,13 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	if err := sqlDB.PingContext(pingCtx); err != nil {
 		sqlDB.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dialect, err)
+	}
+	if dialect == migrations.SQLite {
+		// The file holds password hashes and sealed keys: owner only.
+		if err := os.Chmod(SQLitePath(dbURL), 0o600); err != nil {
+			sqlDB.Close()
+			return nil, fmt.Errorf("sqlite: %w", err)
+		}
 	}
 	return &Store{db: db, sqlDB: sqlDB, dialect: dialect, path: SQLitePath(dbURL), now: now}, nil
 }

@@ -18,8 +18,11 @@ CREATE TABLE devices (
     CHECK ((platform = 'ios' AND udid IS NOT NULL AND amapi_name IS NULL)
         OR (platform = 'android' AND amapi_name IS NOT NULL AND udid IS NULL))
 );
-CREATE INDEX devices_platform_state ON devices (platform, enrollment_state, id);
-CREATE INDEX devices_owner ON devices (owner_user);
+-- Listings are keyset-paged by id; each filter column leads an index that
+-- ends in id, so a filtered page is an index range scan, not a sort.
+CREATE INDEX devices_platform ON devices (platform, id);
+CREATE INDEX devices_state ON devices (enrollment_state, id);
+CREATE INDEX devices_owner ON devices (owner_user, id);
 CREATE INDEX devices_serial ON devices (serial_number);
 CREATE INDEX devices_last_seen ON devices (last_seen_at);
 
