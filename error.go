@@ -19,6 +19,7 @@ const (
 	EInternal        = "internal"         // a bug or an unexpected failure
 	ELeaseLost       = "lease_lost"       // a job's lease was taken over by another worker
 	EUnsupported     = "unsupported_type" // a media type the endpoint does not accept
+	EMethod          = "method_not_allowed"
 )
 
 // Error is an application error with a stable code and a message that is

@@ -135,7 +135,7 @@ func settings() []setting {
 		{"max-body-bytes", "MDMD_MAX_BODY_BYTES", "4194304", "largest request body accepted",
 			num(func(c *Config, n int64) { c.MaxBodyBytes = n }, 1024, 1<<30)},
 		{"db-max-conns", "MDMD_DB_MAX_CONNS", "20", "database connection pool size (kept open, not churned)",
-			num(func(c *Config, n int64) { c.DBMaxConns = int(n) }, 1, 1000)},
+			num(func(c *Config, n int64) { c.DBMaxConns = int(n) }, 2, 1000)},
 		{"shutdown-timeout", "MDMD_SHUTDOWN_TIMEOUT", "30s", "how long shutdown waits for in-flight requests",
 			dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, 0)},
 		{"workers", "MDMD_WORKERS", "4", "background jobs run at once by this replica",

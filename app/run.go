@@ -55,7 +55,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func migrate(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
-	st, err := storage.Open(ctx, cfg.DatabaseURL, storage.Options{MaxOpenConns: 2})
+	st, err := storage.Open(ctx, cfg.DatabaseURL, storage.Options{MaxOpenConns: 3})
 	if err != nil {
 		return err
 	}

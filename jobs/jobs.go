@@ -192,22 +192,26 @@ func (r *Runner) schedule(ctx context.Context) {
 
 func (r *Runner) run(ctx context.Context, j *mdmd.Job, owner string) {
 	log := r.log.With("job", j.ID, "kind", j.Kind, "attempt", j.Attempts)
-	// A job runs under the lease's deadline and is not cut short by
-	// shutdown: the runner waits for it, so its outcome is recorded.
-	jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opt.Lease)
+	// A job runs until its lease ends or the runner stops (shutdown
+	// cancels it; an interrupted job is retried). Its outcome is recorded
+	// under a fresh deadline, so that a job that used its whole lease or
+	// was interrupted still records what happened.
+	jctx, cancel := context.WithTimeout(ctx, r.opt.Lease)
 	defer cancel()
 	start := time.Now()
 	err := r.safeRun(jctx, j)
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer rcancel()
 	r.duration.WithLabelValues(j.Kind).Observe(time.Since(start).Seconds())
 	if err == nil {
 		r.runs.WithLabelValues(j.Kind, "done").Inc()
-		if cerr := r.st.CompleteJob(jctx, j.ID, owner); cerr != nil {
+		if cerr := r.st.CompleteJob(rctx, j.ID, owner); cerr != nil {
 			log.Warn("completing job failed", "err", cerr)
 		}
 		return
 	}
 	retryAt := time.Now().Add(Backoff(j.Attempts))
-	failed, ferr := r.st.FailJob(jctx, j.ID, owner, err.Error(), retryAt)
+	failed, ferr := r.st.FailJob(rctx, j.ID, owner, err.Error(), retryAt)
 	switch {
 	case ferr != nil:
 		r.runs.WithLabelValues(j.Kind, "error").Inc()

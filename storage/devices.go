@@ -22,6 +22,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *mdmd.Device) error {
 	}
 	now := s.Now()
 	d.CreatedAt, d.UpdatedAt = now, now
+	d.LastSeenAt, d.EnrolledAt = utcPtr(d.LastSeenAt), utcPtr(d.EnrolledAt)
 	return dbErr(s.table(ctx, "devices").Create(d).Error, "device")
 }
 
@@ -69,7 +70,7 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate
 		set["enrollment_state"] = string(*u.EnrollmentState)
 	}
 	if u.EnrolledAt != nil {
-		set["enrolled_at"] = u.EnrolledAt.UTC().Truncate(time.Microsecond)
+		set["enrolled_at"] = utc(*u.EnrolledAt)
 	}
 	res := s.table(ctx, "devices").Where("id = ?", id).Updates(set)
 	if res.Error != nil {
@@ -81,14 +82,23 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate
 	return s.GetDevice(ctx, id)
 }
 
-// DeleteDevice removes a device with its commands and group memberships.
+// DeleteDevice removes the record of a device that is no longer managed
+// (unenrolled or wiped), with its commands and group memberships. A device
+// that is pending or enrolled is a conflict: it must leave management
+// first. The check and the delete are one statement, so a device that
+// enrolls meanwhile is never removed.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	res := s.table(ctx, "devices").Where("id = ?", id).Delete(&mdmd.Device{})
+	res := s.table(ctx, "devices").Where("id = ? AND enrollment_state IN ?", id,
+		[]string{string(mdmd.EnrollmentUnenrolled), string(mdmd.EnrollmentWiped)}).Delete(&mdmd.Device{})
 	if res.Error != nil {
 		return dbErr(res.Error, "device")
 	}
 	if res.RowsAffected == 0 {
-		return mdmd.Errorf(mdmd.ENotFound, "device not found")
+		d, err := s.GetDevice(ctx, id)
+		if err != nil {
+			return err
+		}
+		return mdmd.Errorf(mdmd.EConflict, "device is still %s: unenroll or wipe it before deleting its record", d.EnrollmentState)
 	}
 	return nil
 }
@@ -160,7 +170,7 @@ func (s *Store) MarkDevicesSeen(ctx context.Context, ids []string, at time.Time)
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	at = at.UTC().Truncate(time.Microsecond)
+	at = utc(at)
 	res := s.table(ctx, "devices").
 		Where("id IN ? AND (last_seen_at IS NULL OR last_seen_at < ?)", ids, at).
 		Update("last_seen_at", at)
@@ -209,10 +219,23 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *s
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
-	g.UpdatedAt = s.Now()
-	err = s.table(ctx, "groups").Where("id = ?", id).
-		Updates(map[string]any{"name": g.Name, "description": g.Description, "updated_at": g.UpdatedAt}).Error
-	return g, dbErr(err, "group")
+	// Write only what was supplied, so concurrent edits of different
+	// fields do not undo each other.
+	set := map[string]any{"updated_at": s.Now()}
+	if name != nil {
+		set["name"] = *name
+	}
+	if description != nil {
+		set["description"] = *description
+	}
+	res := s.table(ctx, "groups").Where("id = ?", id).Updates(set)
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "group")
+	}
+	if res.RowsAffected == 0 {
+		return nil, mdmd.Errorf(mdmd.ENotFound, "group not found")
+	}
+	return s.GetGroup(ctx, id)
 }
 
 // DeleteGroup removes a group and its memberships (not its devices).

@@ -123,8 +123,13 @@ func (s *Store) FailJob(ctx context.Context, id, owner, message string, retryAt 
 		} else {
 			set["status"], set["run_at"] = string(mdmd.JobQueued), retryAt.UTC().Truncate(time.Microsecond)
 		}
-		if err := tx.table(ctx, "jobs").Where("id = ?", id).Updates(set).Error; err != nil {
-			return dbErr(err, "job")
+		// Fenced again: a reclaim between the read and this write wins.
+		res := tx.table(ctx, "jobs").Where("id = ? AND status = ? AND lease_owner = ?", id, mdmd.JobRunning, owner).Updates(set)
+		if res.Error != nil {
+			return dbErr(res.Error, "job")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ELeaseLost, "job %s is no longer leased to this worker", id)
 		}
 		var e error
 		out, e = tx.GetJob(ctx, id)

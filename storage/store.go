@@ -92,7 +92,11 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 	// it, and a Config shared between two Opens silently loses clauses such
 	// as FOR UPDATE SKIP LOCKED on PostgreSQL.
 	cfg := &gorm.Config{
-		TranslateError:         true,
+		TranslateError: true,
+		// Open pings with its own context-free call, which can hang on a
+		// database that accepts connections and never answers; mdmd pings
+		// below, under a timeout.
+		DisableAutomaticPing:   true,
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return now().UTC().Truncate(time.Microsecond) },
 		Logger: logger.NewSlogLogger(opts.Logger, logger.Config{
@@ -103,10 +107,14 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		}),
 	}
 	var dialector gorm.Dialector
-	maxConns := opts.MaxOpenConns
+	// Migrating holds one connection for its lock and uses another.
+	maxConns := max(opts.MaxOpenConns, 2)
+	if opts.MaxOpenConns <= 0 {
+		maxConns = 0
+	}
 	switch dialect {
 	case migrations.Postgres:
-		dialector = postgres.Open(dbURL)
+		dialector = postgres.Open(withConnectTimeout(dbURL))
 		if maxConns <= 0 {
 			maxConns = 20
 		}
@@ -202,6 +210,18 @@ func (s *Store) table(ctx context.Context, name string) *gorm.DB {
 // precision both databases keep.
 func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
 
+// utc normalises a time for storage: UTC (SQLite compares times as text)
+// at the microsecond precision both databases keep.
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := utc(*t)
+	return &u
+}
+
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // dbErr translates a database error into a typed mdmd error.
@@ -241,6 +261,21 @@ func limitOf(n int) int {
 // escapeLike escapes LIKE wildcards; patterns use ESCAPE '\'.
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// withConnectTimeout adds a 5-second connect_timeout to a PostgreSQL URL
+// that sets none, so that a dead host fails instead of hanging.
+func withConnectTimeout(dbURL string) string {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return dbURL
+	}
+	q := u.Query()
+	if q.Get("connect_timeout") == "" {
+		q.Set("connect_timeout", "5")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
 }
 
 // redact hides a password in a database URL.

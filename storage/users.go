@@ -17,6 +17,7 @@ func (s *Store) CreateAdminUser(ctx context.Context, u *mdmd.AdminUser) error {
 	}
 	now := s.Now()
 	u.CreatedAt, u.UpdatedAt = now, now
+	u.LockedUntil, u.LastLoginAt = utcPtr(u.LockedUntil), utcPtr(u.LastLoginAt)
 	return dbErr(s.table(ctx, "admin_users").Create(u).Error, "admin user")
 }
 
@@ -85,7 +86,8 @@ func (s *Store) CreateAPIToken(ctx context.Context, t *mdmd.APIToken) error {
 		t.ID = newID()
 	}
 	t.CreatedAt = s.Now()
-	t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
+	t.ExpiresAt = utc(t.ExpiresAt)
+	t.LastUsedAt, t.RevokedAt = utcPtr(t.LastUsedAt), utcPtr(t.RevokedAt)
 	return dbErr(s.table(ctx, "api_tokens").Create(t).Error, "API token")
 }
 
@@ -124,7 +126,7 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string) (*mdmd.APIToken, 
 // writing on every request, it updates only when the stored time is older
 // than a minute.
 func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) error {
-	at = at.UTC().Truncate(time.Microsecond)
+	at = utc(at)
 	err := s.table(ctx, "api_tokens").
 		Where("id = ? AND (last_used_at IS NULL OR last_used_at < ?)", id, at.Add(-time.Minute)).
 		Update("last_used_at", at).Error

