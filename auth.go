@@ -47,6 +47,7 @@ const (
 	PermAuditRead      Permission = "audit:read"
 	PermThreatReport   Permission = "threat:report"
 	PermSSFStreams     Permission = "ssf:streams"
+	PermEnrollManage   Permission = "enroll:manage" // enrollment links and profiles
 )
 
 var rolePermissions = map[Role][]Permission{
@@ -57,7 +58,7 @@ var rolePermissions = map[Role][]Permission{
 	RoleSSFReceiver: {PermSSFStreams},
 	RoleAdmin: {PermDevicesRead, PermDevicesWrite, PermDevicesDelete, PermCommandsRead,
 		PermCommandsQuery, PermCommandsLock, PermCommandsWipe, PermGroupsWrite,
-		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead},
+		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage},
 }
 
 // Can reports whether the role grants the permission. Note that the admin

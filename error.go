@@ -20,6 +20,9 @@ const (
 	ELeaseLost       = "lease_lost"       // a job's lease was taken over by another worker
 	EUnsupported     = "unsupported_type" // a media type the endpoint does not accept
 	EMethod          = "method_not_allowed"
+	// EDeviceAuth is a device request whose identity does not check out.
+	// It maps to 403, never 401: a 401 makes an Apple device unenroll.
+	EDeviceAuth = "device_unauthenticated"
 )
 
 // Error is an application error with a stable code and a message that is

@@ -36,6 +36,10 @@ type Config struct {
 	JobPoll         time.Duration
 	CommandRetain   time.Duration
 	Org             string
+	APNsURL         string
+	APNsCAFile      string
+	TrustedProxies  []*net.IPNet
+	ChallengeTTL    time.Duration
 
 	// publicURLDerived is set when PublicURL came from Listen, so that the
 	// real port replaces a :0 once the server listens.
@@ -146,6 +150,35 @@ func settings() []setting {
 			dur(func(c *Config) *time.Duration { return &c.CommandRetain }, time.Hour)},
 		{"org", "MDMD_ORG", "mdmd", "organisation name in generated certificates and profiles",
 			str(func(c *Config) *string { return &c.Org })},
+		{"apns-url", "MDMD_APNS_URL", "https://api.push.apple.com", "Apple push endpoint (a fake APNs in tests and the demo)",
+			func(c *Config, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || u.Scheme != "https" || u.Host == "" {
+					return errors.New("must be an https:// URL")
+				}
+				c.APNsURL = strings.TrimSuffix(v, "/")
+				return nil
+			}},
+		{"apns-ca-file", "MDMD_APNS_CA_FILE", "", "PEM roots to trust for the push endpoint instead of the system's",
+			str(func(c *Config) *string { return &c.APNsCAFile })},
+		{"trusted-proxies", "MDMD_TRUSTED_PROXIES", "", "comma-separated CIDRs of TLS-terminating proxies whose X-Forwarded-Proto and Client-Cert (RFC 9440) headers are believed",
+			func(c *Config, v string) error {
+				c.TrustedProxies = nil
+				for _, part := range strings.Split(v, ",") {
+					part = strings.TrimSpace(part)
+					if part == "" {
+						continue
+					}
+					_, n, err := net.ParseCIDR(part)
+					if err != nil {
+						return fmt.Errorf("%q is not a CIDR (like 10.0.0.0/8)", part)
+					}
+					c.TrustedProxies = append(c.TrustedProxies, n)
+				}
+				return nil
+			}},
+		{"enroll-challenge-ttl", "MDMD_ENROLL_CHALLENGE_TTL", "1h", "how long a downloaded enrollment profile's one-time SCEP challenge stays valid",
+			dur(func(c *Config) *time.Duration { return &c.ChallengeTTL }, time.Minute)},
 	}
 }
 
@@ -193,7 +226,8 @@ func (c *Config) finish() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("invalid --tls-cert/--tls-key (MDMD_TLS_CERT/MDMD_TLS_KEY): set both or neither")
 	}
-	for _, f := range []struct{ path, name string }{{c.TLSCert, "--tls-cert (MDMD_TLS_CERT)"}, {c.TLSKey, "--tls-key (MDMD_TLS_KEY)"}} {
+	for _, f := range []struct{ path, name string }{{c.TLSCert, "--tls-cert (MDMD_TLS_CERT)"}, {c.TLSKey, "--tls-key (MDMD_TLS_KEY)"},
+		{c.APNsCAFile, "--apns-ca-file (MDMD_APNS_CA_FILE)"}} {
 		if f.path != "" {
 			if _, err := os.Stat(f.path); err != nil {
 				return fmt.Errorf("invalid %s: %v", f.name, err)

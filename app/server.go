@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -20,7 +23,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/apple/apns"
+	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/auth"
+	"github.com/mdmd/mdmd/commands"
+	"github.com/mdmd/mdmd/enroll"
 	"github.com/mdmd/mdmd/jobs"
 	"github.com/mdmd/mdmd/pki"
 	"github.com/mdmd/mdmd/secret"
@@ -47,7 +54,15 @@ type Server struct {
 	ids      *pki.Identities
 	ready    chan struct{}
 	listenCh chan struct{}
+	commands *commands.Service
+	pusher   *apns.Service
 }
+
+// Commands is the command service (valid after Ready).
+func (s *Server) Commands() *commands.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.commands }
+
+// Pusher is the APNs service (valid after Ready).
+func (s *Server) Pusher() *apns.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.pusher }
 
 // NewServer prepares a server; Run starts it.
 func NewServer(cfg *Config, stdout, stderr io.Writer) *Server {
@@ -254,15 +269,48 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	for kind, h := range s.handlers {
 		runner.Register(kind, h)
 	}
-	bg.Add(1)
+
+	// Apple: push, enrollment, the MDM endpoints and device commands.
+	var apnsRoots *x509.CertPool
+	if s.cfg.APNsCAFile != "" {
+		pemData, err := os.ReadFile(s.cfg.APNsCAFile)
+		if err != nil {
+			return fmt.Errorf("invalid --apns-ca-file (MDMD_APNS_CA_FILE): %w", err)
+		}
+		apnsRoots = x509.NewCertPool()
+		if !apnsRoots.AppendCertsFromPEM(pemData) {
+			return errors.New("invalid --apns-ca-file (MDMD_APNS_CA_FILE): no PEM certificates in it")
+		}
+	}
+	pusher := apns.New(st, box, apns.Config{URL: s.cfg.APNsURL, RootCAs: apnsRoots, Logger: s.log.With("component", "apns")})
+	enrollment := enroll.New(st, ids, pusher, enroll.Config{PublicURL: s.cfg.PublicURL, Organization: s.cfg.Org,
+		ChallengeTTL: s.cfg.ChallengeTTL}, s.log.With("component", "enroll"))
+	mdmSvc := mdm.New(st, ids.CA.Cert, box, mdm.Options{TrustedProxies: s.cfg.TrustedProxies, Logger: s.log.With("component", "mdm")})
+	cmds := commands.NewService(st, runner, box)
+	runner.Register(commands.PushJob, func(ctx context.Context, j *mdmd.Job) error {
+		var p commands.PushPayload
+		if err := json.Unmarshal(j.Payload, &p); err != nil {
+			return fmt.Errorf("push job payload: %w", err)
+		}
+		_, err := pusher.Push(ctx, p.DeviceIDs)
+		return err
+	})
+	bg.Add(2)
 	go func() {
 		defer bg.Done()
 		runner.Run(ctx)
 	}()
+	go func() {
+		defer bg.Done()
+		mdmSvc.Run(ctx)
+	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
-		Logger: s.log.With("component", "api")})
-	s.root.SetReady(index(api, s.cfg.PublicURL), st.Ping)
+		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds}})
+	s.mu.Lock()
+	s.commands, s.pusher = cmds, pusher
+	s.mu.Unlock()
+	s.root.SetReady(s.routes(api, enrollment, mdmSvc), st.Ping)
 	close(s.ready)
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
 	s.printWelcome(cred)

@@ -32,15 +32,26 @@ func (s *Store) GetCommand(ctx context.Context, id string) (*mdmd.Command, error
 }
 
 // NextCommand hands the device its next active command, highest priority
-// first and then oldest, skipping the IDs in skip (the commands the device
-// answered NotNow to on this connection). It marks the command sent and
-// returns nil when nothing is queued.
+// first and then oldest, skipping the IDs in skip. It marks the command
+// sent and returns nil when nothing is queued.
 func (s *Store) NextCommand(ctx context.Context, deviceID string, skip []string) (*mdmd.Command, error) {
+	return s.nextCommand(ctx, deviceID, skip, activeStatuses)
+}
+
+// NextCommandAfterNotNow is NextCommand for a device that has just
+// answered NotNow: every command it deferred is skipped until it starts
+// over with Idle, so it never loops between deferred commands. Nothing
+// about the connection is kept in memory, so any replica can serve it.
+func (s *Store) NextCommandAfterNotNow(ctx context.Context, deviceID string) (*mdmd.Command, error) {
+	return s.nextCommand(ctx, deviceID, nil, []string{string(mdmd.CommandQueued), string(mdmd.CommandSent)})
+}
+
+func (s *Store) nextCommand(ctx context.Context, deviceID string, skip, statuses []string) (*mdmd.Command, error) {
 	// One statement: pick and mark in a single round trip. The subquery
 	// reads the partial queue index (device_id, priority, created_at).
 	now := s.Now()
 	pick := "SELECT id FROM commands WHERE device_id = ? AND status IN ?"
-	args := []any{mdmd.CommandSent, now, now, deviceID, activeStatuses}
+	args := []any{mdmd.CommandSent, now, now, deviceID, statuses}
 	if len(skip) > 0 {
 		pick += " AND id NOT IN ?"
 		args = append(args, skip)

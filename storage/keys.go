@@ -72,3 +72,16 @@ func (s *Store) CreateSettingIfAbsent(ctx context.Context, key, value string) (s
 	stored, err = s.GetSetting(ctx, key)
 	return stored, res.RowsAffected == 1, err
 }
+
+// PutKeypair stores a key pair, replacing one of the same name.
+func (s *Store) PutKeypair(ctx context.Context, kp *mdmd.Keypair) error {
+	if kp.Name == "" || kp.CertPEM == "" || len(kp.KeySealed) == 0 {
+		return mdmd.FieldError("keypair", "name, certificate and sealed key are required")
+	}
+	kp.CreatedAt = s.Now()
+	err := s.table(ctx, "keypairs").Clauses(clause.OnConflict{
+		Columns:   []clause.Column{{Name: "name"}},
+		DoUpdates: clause.AssignmentColumns([]string{"cert_pem", "key_enc", "created_at"}),
+	}).Create(kp).Error
+	return dbErr(err, "keypair")
+}

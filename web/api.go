@@ -25,6 +25,7 @@ type (
 		UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate) (*mdmd.Device, error)
 		DeleteDevice(ctx context.Context, id string) error
 		DeviceGroups(ctx context.Context, deviceID string) ([]mdmd.Group, error)
+		GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
 	}
 	GroupStore interface {
 		CreateGroup(ctx context.Context, g *mdmd.Group) error
@@ -62,7 +63,52 @@ type APIDeps struct {
 	Audit    AuditStore
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Modules add the admin routes of other domains (enrollment, Apple, …).
+	Modules []Module
 }
+
+// HandlerFunc is an admin route's handler; a returned error is written
+// as JSON with its status.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Registrar is how a Module adds admin routes: each with its permission,
+// checked in the one place every admin route shares.
+type Registrar interface {
+	// Handle adds a route that takes no request body.
+	Handle(method, pattern string, perm mdmd.Permission, h HandlerFunc)
+	// HandleJSON adds a route that takes a JSON object.
+	HandleJSON(method, pattern string, perm mdmd.Permission, h HandlerFunc)
+	// Audit appends an admin action to the audit log.
+	Audit(r *http.Request, action, targetType, targetID, outcome, reason string, details any)
+}
+
+// Module is a domain's set of admin routes under /api/v1.
+type Module interface {
+	RegisterAPI(reg Registrar)
+}
+
+type registrar struct {
+	a *API
+	r chi.Router
+}
+
+func (g registrar) Handle(method, pattern string, perm mdmd.Permission, h HandlerFunc) {
+	g.a.route(g.r, method, pattern, perm, false, handlerFunc(h))
+}
+
+func (g registrar) HandleJSON(method, pattern string, perm mdmd.Permission, h HandlerFunc) {
+	g.a.route(g.r, method, pattern, perm, true, handlerFunc(h))
+}
+
+func (g registrar) Audit(r *http.Request, action, targetType, targetID, outcome, reason string, details any) {
+	g.a.audit(r, action, targetType, targetID, outcome, reason, details)
+}
+
+// DecodeJSON reads exactly one JSON object from the request into v.
+func DecodeJSON(r *http.Request, v any) error { return decodeJSON(r, v) }
+
+// WriteJSON answers with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
 // Route describes one admin API route and the permission it requires.
 type Route struct {
@@ -98,7 +144,8 @@ func NewAPI(d APIDeps) *API {
 		WriteError(w, r, a.log, mdmd.Errorf(mdmd.ENotFound, "no such route: %s %s", r.Method, r.URL.Path))
 	})
 	a.router.MethodNotAllowed(methodNotAllowed(a.log))
-	a.router.Route("/api/v1", func(r chi.Router) {
+	// Mounted at /api by the application router.
+	a.router.Route("/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
 		a.handle(r, "GET", "/me", "", a.me)
 
@@ -124,6 +171,10 @@ func NewAPI(d APIDeps) *API {
 		a.handle(r, "DELETE", "/tokens/{id}", mdmd.PermTokensManage, a.revokeToken)
 
 		a.handle(r, "GET", "/audit", mdmd.PermAuditRead, a.listAudit)
+
+		for _, m := range d.Modules {
+			m.RegisterAPI(registrar{a: a, r: r})
+		}
 	})
 	return a
 }
@@ -269,10 +320,11 @@ func containsPerm(ps []mdmd.Permission, p mdmd.Permission) bool {
 	return false
 }
 
-// DeviceView is a device with its groups.
+// DeviceView is a device with its groups and its latest posture.
 type DeviceView struct {
 	mdmd.Device
-	Groups []mdmd.Group `json:"groups"`
+	Groups  []mdmd.Group  `json:"groups"`
+	Posture *mdmd.Posture `json:"posture,omitempty"`
 }
 
 func (a *API) listDevices(w http.ResponseWriter, r *http.Request) error {
@@ -306,7 +358,13 @@ func (a *API) getDevice(w http.ResponseWriter, r *http.Request) error {
 	if groups == nil {
 		groups = []mdmd.Group{}
 	}
-	writeJSON(w, http.StatusOK, DeviceView{Device: *d, Groups: groups})
+	view := DeviceView{Device: *d, Groups: groups}
+	if p, err := a.d.Devices.GetPosture(r.Context(), d.ID); err == nil {
+		view.Posture = p
+	} else if !mdmd.IsCode(err, mdmd.ENotFound) {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view)
 	return nil
 }
 

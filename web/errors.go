@@ -17,7 +17,7 @@ func statusForCode(code string) int {
 		return http.StatusBadRequest
 	case mdmd.EUnauthenticated:
 		return http.StatusUnauthorized
-	case mdmd.EForbidden:
+	case mdmd.EForbidden, mdmd.EDeviceAuth:
 		return http.StatusForbidden
 	case mdmd.ENotFound:
 		return http.StatusNotFound

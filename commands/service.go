@@ -1,0 +1,248 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/profiles"
+	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/web"
+)
+
+// Store is what the command service needs from storage.
+type Store interface {
+	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
+	EnqueueCommand(ctx context.Context, c *mdmd.Command) error
+	GetAppleEnrollment(ctx context.Context, deviceID string) (*mdmd.AppleEnrollment, error)
+}
+
+// JobQueue queues durable background work (the push that wakes a device).
+type JobQueue interface {
+	Enqueue(ctx context.Context, j *mdmd.Job) (bool, error)
+}
+
+// PushJob is the job kind that wakes Apple devices; its payload is
+// PushPayload.
+const PushJob = "apple.push"
+
+// PushPayload lists the devices a push job wakes.
+type PushPayload struct {
+	DeviceIDs []string `json:"device_ids"`
+}
+
+// Service queues commands and wakes devices.
+type Service struct {
+	st   Store
+	jobs JobQueue
+	box  *secret.Box
+}
+
+// NewService returns the command service.
+func NewService(st Store, jobs JobQueue, box *secret.Box) *Service {
+	return &Service{st: st, jobs: jobs, box: box}
+}
+
+// EnqueueApple queues Apple commands for an enrolled iOS device and, unless
+// push is false, queues the push that wakes it. The commands are queued
+// in order.
+func (s *Service) EnqueueApple(ctx context.Context, deviceID, by string, push bool, cmds ...AppleCommand) ([]*mdmd.Command, error) {
+	d, err := s.st.GetDevice(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if d.Platform != mdmd.PlatformIOS {
+		return nil, mdmd.Errorf(mdmd.EConflict, "device %s is %s: Apple commands go to iOS devices only", d.ID, d.Platform)
+	}
+	if d.EnrollmentState != mdmd.EnrollmentEnrolled {
+		return nil, mdmd.Errorf(mdmd.EConflict, "device is %s, not enrolled: it cannot receive commands", d.EnrollmentState)
+	}
+	var out []*mdmd.Command
+	for _, c := range cmds {
+		if cp, ok := c.(ClearPasscode); ok && len(cp.UnlockToken) == 0 {
+			tok, err := s.unlockToken(ctx, deviceID)
+			if err != nil {
+				return nil, err
+			}
+			cp.UnlockToken = tok
+			c = cp
+		}
+		id := strings.ToUpper(uuid.NewString())
+		payload, err := EncodeApple(id, c)
+		if err != nil {
+			return nil, err
+		}
+		cmd := &mdmd.Command{ID: id, DeviceID: deviceID, RequestType: c.RequestType(), Payload: payload, CreatedBy: by,
+			Priority: priority(c)}
+		if err := s.st.EnqueueCommand(ctx, cmd); err != nil {
+			return nil, err
+		}
+		out = append(out, cmd)
+	}
+	if push {
+		if err := s.Push(ctx, deviceID); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// Push queues a push to the devices.
+func (s *Service) Push(ctx context.Context, deviceIDs ...string) error {
+	payload, _ := json.Marshal(PushPayload{DeviceIDs: deviceIDs})
+	_, err := s.jobs.Enqueue(ctx, &mdmd.Job{Kind: PushJob, Payload: payload, MaxAttempts: 5})
+	return err
+}
+
+// priority puts protective commands ahead of inventory queries.
+func priority(c AppleCommand) int {
+	switch c.(type) {
+	case EraseDevice, DeviceLock:
+		return 90
+	case RemoveProfile, ClearPasscode:
+		return 50
+	}
+	return 0
+}
+
+func (s *Service) unlockToken(ctx context.Context, deviceID string) ([]byte, error) {
+	e, err := s.st.GetAppleEnrollment(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.UnlockTokenSealed) == 0 {
+		return nil, mdmd.Errorf(mdmd.EConflict, "the device gave no unlock token, so its passcode cannot be cleared")
+	}
+	return s.box.Open(e.UnlockTokenSealed, "unlock:"+deviceID)
+}
+
+// QueryKinds maps the API's query names to commands.
+var QueryKinds = map[string]AppleCommand{
+	"device_information":     DeviceInformation{},
+	"security_info":          SecurityInfo{},
+	"profile_list":           ProfileList{},
+	"installed_applications": InstalledApplicationList{},
+	"certificate_list":       CertificateList{},
+}
+
+// RegisterAPI adds the device action routes.
+func (s *Service) RegisterAPI(reg web.Registrar) {
+	respond := func(w http.ResponseWriter, cmds []*mdmd.Command) {
+		if cmds == nil {
+			cmds = []*mdmd.Command{}
+		}
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"commands": cmds})
+	}
+	by := func(r *http.Request) string { return web.PrincipalFrom(r.Context()).Name }
+	pushOf := func(p *bool) bool { return p == nil || *p }
+
+	reg.HandleJSON("POST", "/devices/{id}/actions/query", mdmd.PermCommandsQuery, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Queries []string `json:"queries"`
+			Push    *bool    `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if len(in.Queries) == 0 {
+			in.Queries = []string{"device_information", "security_info", "profile_list"}
+		}
+		var cmds []AppleCommand
+		for _, q := range in.Queries {
+			c, ok := QueryKinds[q]
+			if !ok {
+				return mdmd.FieldError("queries", "unknown query %q", q)
+			}
+			cmds = append(cmds, c)
+		}
+		id := chi.URLParam(r, "id")
+		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), cmds...)
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "device.query", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"queries": in.Queries})
+		respond(w, out)
+		return nil
+	})
+	reg.HandleJSON("POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Message     string `json:"message"`
+			PhoneNumber string `json:"phone_number"`
+			PIN         string `json:"pin"`
+			Push        *bool  `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		id := chi.URLParam(r, "id")
+		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber, PIN: in.PIN})
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "device.lock", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"message": in.Message})
+		respond(w, out)
+		return nil
+	})
+	reg.HandleJSON("POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Push *bool `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		id := chi.URLParam(r, "id")
+		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), ClearPasscode{})
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "device.clear_passcode", "device", id, mdmd.OutcomeSuccess, "", nil)
+		respond(w, out)
+		return nil
+	})
+	reg.HandleJSON("POST", "/devices/{id}/actions/wipe", mdmd.PermCommandsWipe, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Mode    string `json:"mode"`
+			Reason  string `json:"reason"`
+			Confirm string `json:"confirm"`
+			PIN     string `json:"pin"`
+			Push    *bool  `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
+			return mdmd.FieldError("reason", "required, at most 500 characters")
+		}
+		id := chi.URLParam(r, "id")
+		d, err := s.st.GetDevice(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if in.Confirm == "" || (in.Confirm != d.Name && in.Confirm != d.SerialNumber) {
+			return mdmd.FieldError("confirm", "type the device's name or serial number to confirm the wipe")
+		}
+		var cmd AppleCommand
+		switch in.Mode {
+		case "selective":
+			// Removing the enrollment profile removes every managed
+			// profile, managed app and its data; personal data stays.
+			cmd = RemoveProfile{Identifier: profiles.EnrollmentIdentifier}
+		case "full":
+			cmd = EraseDevice{PIN: in.PIN}
+		default:
+			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
+		}
+		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), cmd)
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "device.wipe", "device", id, mdmd.OutcomeSuccess, in.Reason, map[string]any{"mode": in.Mode})
+		respond(w, out)
+		return nil
+	})
+}

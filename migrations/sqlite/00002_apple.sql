@@ -1,0 +1,99 @@
+-- +goose Up
+-- Enrollment links: what an admin hands to a user. token_hash is the
+-- SHA-256 of the secret in the link's URL.
+CREATE TABLE enrollment_links (
+    id          TEXT PRIMARY KEY,
+    token_hash  TEXT NOT NULL UNIQUE,
+    platform    TEXT NOT NULL CHECK (platform IN ('ios', 'android')),
+    one_time    BOOLEAN NOT NULL,
+    ownership   TEXT NOT NULL CHECK (ownership IN ('corporate', 'personal')),
+    owner_user  TEXT NOT NULL DEFAULT '',
+    uses        INTEGER NOT NULL DEFAULT 0,
+    created_by  TEXT NOT NULL DEFAULT '',
+    created_at  DATETIME NOT NULL,
+    expires_at  DATETIME NOT NULL,
+    revoked_at  DATETIME
+);
+
+-- One-time SCEP challenges, one per profile download, bound to a link.
+CREATE TABLE scep_challenges (
+    challenge_hash     TEXT PRIMARY KEY,
+    enrollment_link_id TEXT NOT NULL REFERENCES enrollment_links (id) ON DELETE CASCADE,
+    created_at         DATETIME NOT NULL,
+    expires_at         DATETIME NOT NULL,
+    used_at            DATETIME
+);
+CREATE INDEX scep_challenges_expiry ON scep_challenges (expires_at);
+
+-- Device identity certificates issued by mdmd's CA. udid is bound at the
+-- device's Authenticate; renews names the certificate a renewal replaces.
+CREATE TABLE device_certs (
+    fingerprint        TEXT PRIMARY KEY,
+    serial             TEXT NOT NULL UNIQUE,
+    subject            TEXT NOT NULL DEFAULT '',
+    not_before         DATETIME NOT NULL,
+    not_after          DATETIME NOT NULL,
+    enrollment_link_id TEXT REFERENCES enrollment_links (id) ON DELETE SET NULL,
+    renews             TEXT,
+    udid               TEXT,
+    issued_at          DATETIME NOT NULL,
+    revoked_at         DATETIME
+);
+CREATE INDEX device_certs_udid ON device_certs (udid);
+
+-- The Apple side of an enrolled device.
+CREATE TABLE apple_enrollments (
+    device_id           TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    udid                TEXT NOT NULL UNIQUE,
+    cert_fingerprint    TEXT NOT NULL UNIQUE,
+    enrollment_link_id  TEXT,
+    topic               TEXT NOT NULL DEFAULT '',
+    push_token          TEXT NOT NULL DEFAULT '',
+    push_magic          TEXT NOT NULL DEFAULT '',
+    unlock_token_sealed BLOB,
+    bootstrap_sealed    BLOB,
+    token_valid         BOOLEAN NOT NULL DEFAULT 0,
+    last_checkin_at     DATETIME,
+    last_push_at        DATETIME,
+    last_push_result    TEXT NOT NULL DEFAULT '',
+    created_at          DATETIME NOT NULL,
+    updated_at          DATETIME NOT NULL
+);
+
+-- The latest security posture of each device, from any platform.
+CREATE TABLE device_postures (
+    device_id                TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    os_version               TEXT NOT NULL DEFAULT '',
+    build_version            TEXT NOT NULL DEFAULT '',
+    security_patch           TEXT NOT NULL DEFAULT '',
+    passcode_present         BOOLEAN,
+    passcode_compliant       BOOLEAN,
+    encrypted                BOOLEAN,
+    supervised               BOOLEAN,
+    activation_lock          BOOLEAN,
+    compromised              BOOLEAN,
+    details                  BLOB,
+    observed_at              DATETIME NOT NULL,
+    updated_at               DATETIME NOT NULL
+);
+
+-- The outcome of every push sent to APNs.
+CREATE TABLE push_log (
+    id          TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    at          DATETIME NOT NULL,
+    status      INTEGER NOT NULL,
+    apns_id     TEXT NOT NULL DEFAULT '',
+    reason      TEXT NOT NULL DEFAULT '',
+    result      TEXT NOT NULL CHECK (result IN ('sent', 'unregistered', 'rejected', 'failed'))
+);
+CREATE INDEX push_log_device ON push_log (device_id, at);
+CREATE INDEX push_log_at ON push_log (at);
+
+-- +goose Down
+DROP TABLE push_log;
+DROP TABLE device_postures;
+DROP TABLE apple_enrollments;
+DROP TABLE device_certs;
+DROP TABLE scep_challenges;
+DROP TABLE enrollment_links;

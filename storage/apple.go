@@ -1,0 +1,533 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/mdmd/mdmd"
+)
+
+// CreateEnrollmentLink stores a new enrollment link.
+func (s *Store) CreateEnrollmentLink(ctx context.Context, l *mdmd.EnrollmentLink) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	if l.ID == "" {
+		l.ID = newID()
+	}
+	l.CreatedAt, l.ExpiresAt, l.Uses, l.RevokedAt = s.Now(), utc(l.ExpiresAt), 0, nil
+	return dbErr(s.table(ctx, "enrollment_links").Create(l).Error, "enrollment link")
+}
+
+// GetEnrollmentLink returns the link with the given ID.
+func (s *Store) GetEnrollmentLink(ctx context.Context, id string) (*mdmd.EnrollmentLink, error) {
+	var l mdmd.EnrollmentLink
+	err := s.table(ctx, "enrollment_links").Where("id = ?", id).Take(&l).Error
+	return &l, dbErr(err, "enrollment link")
+}
+
+// GetEnrollmentLinkByTokenHash returns the link whose URL secret hashes to hash.
+func (s *Store) GetEnrollmentLinkByTokenHash(ctx context.Context, hash string) (*mdmd.EnrollmentLink, error) {
+	var l mdmd.EnrollmentLink
+	err := s.table(ctx, "enrollment_links").Where("token_hash = ?", hash).Take(&l).Error
+	return &l, dbErr(err, "enrollment link")
+}
+
+// ListEnrollmentLinks returns the links of a platform ("" for all), newest first.
+func (s *Store) ListEnrollmentLinks(ctx context.Context, platform mdmd.Platform) ([]mdmd.EnrollmentLink, error) {
+	q := s.table(ctx, "enrollment_links")
+	if platform != "" {
+		q = q.Where("platform = ?", string(platform))
+	}
+	var out []mdmd.EnrollmentLink
+	err := q.Order("id DESC").Limit(mdmd.MaxPageSize).Find(&out).Error
+	return out, dbErr(err, "enrollment links")
+}
+
+// RevokeEnrollmentLink revokes a link; its unused challenges die with it.
+func (s *Store) RevokeEnrollmentLink(ctx context.Context, id string) (*mdmd.EnrollmentLink, error) {
+	err := s.table(ctx, "enrollment_links").Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", s.Now()).Error
+	if err != nil {
+		return nil, dbErr(err, "enrollment link")
+	}
+	return s.GetEnrollmentLink(ctx, id)
+}
+
+type scepChallenge struct {
+	ChallengeHash    string     `gorm:"column:challenge_hash;primaryKey"`
+	EnrollmentLinkID string     `gorm:"column:enrollment_link_id"`
+	CreatedAt        time.Time  `gorm:"column:created_at"`
+	ExpiresAt        time.Time  `gorm:"column:expires_at"`
+	UsedAt           *time.Time `gorm:"column:used_at"`
+}
+
+// CreateSCEPChallenge stores a one-time challenge (its hash) for a link
+// that is still usable.
+func (s *Store) CreateSCEPChallenge(ctx context.Context, linkID, hash string, expires time.Time) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		l, err := tx.GetEnrollmentLink(ctx, linkID)
+		if err != nil {
+			return err
+		}
+		if !l.Usable(tx.Now()) {
+			return mdmd.Errorf(mdmd.EForbidden, "enrollment link is expired, revoked or used")
+		}
+		c := scepChallenge{ChallengeHash: hash, EnrollmentLinkID: linkID, CreatedAt: tx.Now(), ExpiresAt: utc(expires)}
+		return dbErr(tx.table(ctx, "scep_challenges").Create(&c).Error, "SCEP challenge")
+	})
+}
+
+// RedeemSCEPChallenge uses a challenge once: it must exist, be unused and
+// unexpired, and its link must still be usable; the link's use count goes
+// up. Any failure changes nothing and is EForbidden with the reason.
+func (s *Store) RedeemSCEPChallenge(ctx context.Context, hash string) (*mdmd.EnrollmentLink, error) {
+	var link *mdmd.EnrollmentLink
+	err := s.Tx(ctx, func(tx *Store) error {
+		now := tx.Now()
+		var c scepChallenge
+		err := tx.table(ctx, "scep_challenges").Where("challenge_hash = ?", hash).Take(&c).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return mdmd.Errorf(mdmd.EForbidden, "unknown challenge")
+		}
+		if err != nil {
+			return dbErr(err, "SCEP challenge")
+		}
+		switch {
+		case c.UsedAt != nil:
+			return mdmd.Errorf(mdmd.EForbidden, "challenge already used")
+		case !now.Before(c.ExpiresAt):
+			return mdmd.Errorf(mdmd.EForbidden, "challenge expired")
+		}
+		res := tx.table(ctx, "scep_challenges").Where("challenge_hash = ? AND used_at IS NULL", hash).Update("used_at", now)
+		if res.Error != nil {
+			return dbErr(res.Error, "SCEP challenge")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.EForbidden, "challenge already used")
+		}
+		res = tx.table(ctx, "enrollment_links").
+			Where("id = ? AND revoked_at IS NULL AND expires_at > ? AND (one_time = ? OR uses = 0)", c.EnrollmentLinkID, now, false).
+			Update("uses", gorm.Expr("uses + 1"))
+		if res.Error != nil {
+			return dbErr(res.Error, "enrollment link")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.EForbidden, "enrollment link is expired, revoked or used")
+		}
+		link, err = tx.GetEnrollmentLink(ctx, c.EnrollmentLinkID)
+		return err
+	})
+	return link, err
+}
+
+// RecordDeviceCert stores a certificate the CA issued.
+func (s *Store) RecordDeviceCert(ctx context.Context, c *mdmd.DeviceCert) error {
+	c.IssuedAt, c.NotBefore, c.NotAfter = s.Now(), utc(c.NotBefore), utc(c.NotAfter)
+	return dbErr(s.table(ctx, "device_certs").Create(c).Error, "device certificate")
+}
+
+// GetDeviceCert returns an issued certificate by fingerprint.
+func (s *Store) GetDeviceCert(ctx context.Context, fingerprint string) (*mdmd.DeviceCert, error) {
+	var c mdmd.DeviceCert
+	err := s.table(ctx, "device_certs").Where("fingerprint = ?", fingerprint).Take(&c).Error
+	return &c, dbErr(err, "device certificate")
+}
+
+func deviceAuthErr(format string, args ...any) error {
+	return mdmd.Errorf(mdmd.EDeviceAuth, format, args...)
+}
+
+// usableCert loads an issued certificate that is valid now.
+func (s *Store) usableCert(ctx context.Context, fp string) (*mdmd.DeviceCert, error) {
+	c, err := s.GetDeviceCert(ctx, fp)
+	if mdmd.IsCode(err, mdmd.ENotFound) {
+		return nil, deviceAuthErr("the identity certificate was not issued by this server")
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := s.Now()
+	if c.RevokedAt != nil || now.After(c.NotAfter) || now.Before(c.NotBefore) {
+		return nil, deviceAuthErr("the identity certificate is revoked or expired")
+	}
+	return c, nil
+}
+
+// BindAppleEnrollment handles a device's Authenticate: the identity
+// certificate must be one this server issued, valid, and not bound to
+// another device. It creates the device (ownership and owner from the
+// enrollment link) or, for a device enrolling again, updates it and moves
+// the enrollment to the new certificate, revoking the old one. The push
+// token is invalid until the TokenUpdate that follows.
+func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticate) (*mdmd.Device, error) {
+	if a.UDID == "" || len(a.UDID) > 100 {
+		return nil, mdmd.FieldError("UDID", "required, at most 100 characters")
+	}
+	var dev *mdmd.Device
+	err := s.Tx(ctx, func(tx *Store) error {
+		cert, err := tx.usableCert(ctx, a.CertFingerprint)
+		if err != nil {
+			return err
+		}
+		if cert.UDID != nil && *cert.UDID != a.UDID {
+			return deviceAuthErr("the identity certificate belongs to another device")
+		}
+		now := tx.Now()
+		var enr mdmd.AppleEnrollment
+		err = tx.table(ctx, "apple_enrollments").Where("udid = ?", a.UDID).Take(&enr).Error
+		existing := err == nil
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return dbErr(err, "enrollment")
+		}
+		if existing && enr.CertFingerprint != a.CertFingerprint {
+			// Enrolling again (a new profile) or a renewed identity: only a
+			// certificate that no device has used yet may take over.
+			if cert.UDID != nil {
+				return deviceAuthErr("the identity certificate belongs to another device")
+			}
+			if err := tx.table(ctx, "device_certs").Where("fingerprint = ? AND revoked_at IS NULL", enr.CertFingerprint).
+				Update("revoked_at", now).Error; err != nil {
+				return dbErr(err, "device certificate")
+			}
+		}
+		res := tx.table(ctx, "device_certs").Where("fingerprint = ? AND (udid IS NULL OR udid = ?)", a.CertFingerprint, a.UDID).
+			Update("udid", a.UDID)
+		if res.Error != nil {
+			return dbErr(res.Error, "device certificate")
+		}
+		if res.RowsAffected == 0 {
+			return deviceAuthErr("the identity certificate belongs to another device")
+		}
+
+		d, err := tx.GetDeviceByUDID(ctx, a.UDID)
+		switch {
+		case mdmd.IsCode(err, mdmd.ENotFound):
+			if cert.EnrollmentLinkID == nil {
+				return deviceAuthErr("the identity certificate was not issued for an enrollment")
+			}
+			link, err := tx.GetEnrollmentLink(ctx, *cert.EnrollmentLinkID)
+			if err != nil {
+				return err
+			}
+			udid := a.UDID
+			d = &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Name: a.DeviceName, SerialNumber: a.SerialNumber,
+				Model: firstNonEmpty(a.ProductName, a.Model), OSVersion: a.OSVersion, Ownership: link.Ownership,
+				EnrollmentState: mdmd.EnrollmentPending, OwnerUser: link.OwnerUser, LastSeenAt: &now}
+			if err := tx.CreateDevice(ctx, d); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		default:
+			set := map[string]any{"updated_at": now, "last_seen_at": now}
+			for col, v := range map[string]string{"serial_number": a.SerialNumber, "model": firstNonEmpty(a.ProductName, a.Model),
+				"os_version": a.OSVersion, "name": a.DeviceName} {
+				if v != "" {
+					set[col] = v
+				}
+			}
+			if d.EnrollmentState != mdmd.EnrollmentEnrolled {
+				set["enrollment_state"] = string(mdmd.EnrollmentPending)
+			}
+			if err := tx.table(ctx, "devices").Where("id = ?", d.ID).Updates(set).Error; err != nil {
+				return dbErr(err, "device")
+			}
+			if d, err = tx.GetDevice(ctx, d.ID); err != nil {
+				return err
+			}
+		}
+		row := mdmd.AppleEnrollment{DeviceID: d.ID, UDID: a.UDID, CertFingerprint: a.CertFingerprint,
+			EnrollmentLinkID: cert.EnrollmentLinkID, TokenValid: false, LastCheckinAt: &now, CreatedAt: now, UpdatedAt: now}
+		err = tx.table(ctx, "apple_enrollments").Clauses(clause.OnConflict{
+			Columns: []clause.Column{{Name: "device_id"}},
+			DoUpdates: clause.AssignmentColumns([]string{"cert_fingerprint", "enrollment_link_id", "token_valid",
+				"last_checkin_at", "updated_at"}),
+		}).Create(&row).Error
+		if err != nil {
+			return dbErr(err, "enrollment")
+		}
+		dev = d
+		return nil
+	})
+	return dev, err
+}
+
+func firstNonEmpty(v ...string) string {
+	for _, s := range v {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// ResolveAppleIdentity returns the enrollment a certificate authenticates.
+// A renewed certificate (issued by SCEP renewal for a bound one) takes
+// over its predecessor's enrollment on first use, and the old one is
+// revoked. A certificate of no enrollment is EDeviceAuth.
+func (s *Store) ResolveAppleIdentity(ctx context.Context, fingerprint string) (*mdmd.AppleEnrollment, error) {
+	var enr mdmd.AppleEnrollment
+	err := s.table(ctx, "apple_enrollments").Where("cert_fingerprint = ?", fingerprint).Take(&enr).Error
+	if err == nil {
+		if _, err := s.usableCert(ctx, fingerprint); err != nil {
+			return nil, err
+		}
+		return &enr, nil
+	}
+	if !errors.Is(err, gorm.ErrRecordNotFound) {
+		return nil, dbErr(err, "enrollment")
+	}
+	var out *mdmd.AppleEnrollment
+	err = s.Tx(ctx, func(tx *Store) error {
+		cert, err := tx.usableCert(ctx, fingerprint)
+		if err != nil {
+			return err
+		}
+		if cert.Renews == nil || cert.UDID == nil {
+			return deviceAuthErr("the identity certificate is not enrolled; send Authenticate first")
+		}
+		now := tx.Now()
+		res := tx.table(ctx, "apple_enrollments").Where("cert_fingerprint = ? AND udid = ?", *cert.Renews, *cert.UDID).
+			Updates(map[string]any{"cert_fingerprint": fingerprint, "updated_at": now})
+		if res.Error != nil {
+			return dbErr(res.Error, "enrollment")
+		}
+		if res.RowsAffected == 0 {
+			return deviceAuthErr("the certificate this one renews is no longer enrolled")
+		}
+		if err := tx.table(ctx, "device_certs").Where("fingerprint = ?", *cert.Renews).Update("revoked_at", now).Error; err != nil {
+			return dbErr(err, "device certificate")
+		}
+		var e mdmd.AppleEnrollment
+		if err := tx.table(ctx, "apple_enrollments").Where("cert_fingerprint = ?", fingerprint).Take(&e).Error; err != nil {
+			return dbErr(err, "enrollment")
+		}
+		out = &e
+		return nil
+	})
+	return out, err
+}
+
+// RenewalTarget checks that a certificate may sign a SCEP renewal (it is
+// issued, valid and bound to a device) and returns its UDID.
+func (s *Store) RenewalTarget(ctx context.Context, fingerprint string) (string, error) {
+	c, err := s.usableCert(ctx, fingerprint)
+	if err != nil {
+		return "", err
+	}
+	if c.UDID == nil {
+		return "", deviceAuthErr("only an enrolled identity may renew")
+	}
+	return *c.UDID, nil
+}
+
+// GetAppleEnrollment returns the Apple enrollment of a device.
+func (s *Store) GetAppleEnrollment(ctx context.Context, deviceID string) (*mdmd.AppleEnrollment, error) {
+	var e mdmd.AppleEnrollment
+	err := s.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).Take(&e).Error
+	return &e, dbErr(err, "enrollment")
+}
+
+// UpdateAppleToken handles TokenUpdate: it stores where to push the device
+// and marks it enrolled.
+func (s *Store) UpdateAppleToken(ctx context.Context, deviceID string, u mdmd.AppleTokenUpdate) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		now := tx.Now()
+		set := map[string]any{"topic": u.Topic, "push_token": u.PushToken, "push_magic": u.PushMagic,
+			"token_valid": true, "last_checkin_at": now, "updated_at": now}
+		if u.UnlockTokenSealed != nil {
+			set["unlock_token_sealed"] = u.UnlockTokenSealed
+		}
+		res := tx.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).Updates(set)
+		if res.Error != nil {
+			return dbErr(res.Error, "enrollment")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "enrollment not found")
+		}
+		dset := map[string]any{"enrollment_state": string(mdmd.EnrollmentEnrolled), "updated_at": now, "last_seen_at": now}
+		if err := tx.table(ctx, "devices").Where("id = ? AND enrolled_at IS NULL", deviceID).Update("enrolled_at", now).Error; err != nil {
+			return dbErr(err, "device")
+		}
+		return dbErr(tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(dset).Error, "device")
+	})
+}
+
+// EndAppleEnrollment records that a device left management (CheckOut, or
+// a completed wipe): the push token is invalid, the certificate revoked,
+// unanswered commands canceled, and the device in state.
+func (s *Store) EndAppleEnrollment(ctx context.Context, deviceID string, state mdmd.EnrollmentState) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		now := tx.Now()
+		e, err := tx.GetAppleEnrollment(ctx, deviceID)
+		if err != nil {
+			return err
+		}
+		if err := tx.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).
+			Updates(map[string]any{"token_valid": false, "updated_at": now}).Error; err != nil {
+			return dbErr(err, "enrollment")
+		}
+		if err := tx.table(ctx, "device_certs").Where("fingerprint = ? AND revoked_at IS NULL", e.CertFingerprint).
+			Update("revoked_at", now).Error; err != nil {
+			return dbErr(err, "device certificate")
+		}
+		if err := tx.table(ctx, "commands").Where("device_id = ? AND status IN ?", deviceID, activeStatuses).
+			Updates(map[string]any{"status": string(mdmd.CommandCanceled), "updated_at": now, "completed_at": now,
+				"error": "device left management"}).Error; err != nil {
+			return dbErr(err, "commands")
+		}
+		return dbErr(tx.table(ctx, "devices").Where("id = ?", deviceID).
+			Updates(map[string]any{"enrollment_state": string(state), "updated_at": now}).Error, "device")
+	})
+}
+
+// SetAppleBootstrapToken stores a device's sealed bootstrap token.
+func (s *Store) SetAppleBootstrapToken(ctx context.Context, deviceID string, sealed []byte) error {
+	res := s.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).
+		Updates(map[string]any{"bootstrap_sealed": sealed, "updated_at": s.Now()})
+	if res.RowsAffected == 0 && res.Error == nil {
+		return mdmd.Errorf(mdmd.ENotFound, "enrollment not found")
+	}
+	return dbErr(res.Error, "enrollment")
+}
+
+// ApplePushTargets returns the enrollments among deviceIDs that can be
+// pushed (a valid token).
+func (s *Store) ApplePushTargets(ctx context.Context, deviceIDs []string) ([]mdmd.AppleEnrollment, error) {
+	var out []mdmd.AppleEnrollment
+	if len(deviceIDs) == 0 {
+		return out, nil
+	}
+	err := s.table(ctx, "apple_enrollments").Where("device_id IN ? AND token_valid = ?", deviceIDs, true).Find(&out).Error
+	return out, dbErr(err, "enrollments")
+}
+
+// RecordPushes stores push outcomes; a push APNs answered as unregistered
+// invalidates that device's token.
+func (s *Store) RecordPushes(ctx context.Context, recs []mdmd.PushRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.Tx(ctx, func(tx *Store) error {
+		for i := range recs {
+			if recs[i].ID == "" {
+				recs[i].ID = newID()
+			}
+			recs[i].At = utc(recs[i].At)
+		}
+		if err := tx.table(ctx, "push_log").CreateInBatches(recs, 500).Error; err != nil {
+			return dbErr(err, "push log")
+		}
+		byResult := map[string][]string{}
+		var at time.Time
+		for _, r := range recs {
+			byResult[r.Result] = append(byResult[r.Result], r.DeviceID)
+			if r.At.After(at) {
+				at = r.At
+			}
+		}
+		for result, ids := range byResult {
+			set := map[string]any{"last_push_at": at, "last_push_result": result}
+			if result == mdmd.PushUnregistered {
+				set["token_valid"] = false
+			}
+			for lo := 0; lo < len(ids); lo += 500 {
+				if err := tx.table(ctx, "apple_enrollments").Where("device_id IN ?", ids[lo:min(lo+500, len(ids))]).
+					Updates(set).Error; err != nil {
+					return dbErr(err, "enrollments")
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// ListPushes returns a device's latest push outcomes, newest first.
+func (s *Store) ListPushes(ctx context.Context, deviceID string, limit int) ([]mdmd.PushRecord, error) {
+	var out []mdmd.PushRecord
+	err := s.table(ctx, "push_log").Where("device_id = ?", deviceID).Order("at DESC, id DESC").Limit(limitOf(limit)).Find(&out).Error
+	return out, dbErr(err, "push log")
+}
+
+// UpsertPosture merges reported posture into the device's record: values
+// that are set replace stored ones, unset ones are kept.
+func (s *Store) UpsertPosture(ctx context.Context, p *mdmd.Posture) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		now := tx.Now()
+		var cur mdmd.Posture
+		err := tx.table(ctx, "device_postures").Where("device_id = ?", p.DeviceID).Take(&cur).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			cur = mdmd.Posture{DeviceID: p.DeviceID}
+		} else if err != nil {
+			return dbErr(err, "posture")
+		}
+		merge := func(dst *string, v string) {
+			if v != "" {
+				*dst = v
+			}
+		}
+		mergeB := func(dst **bool, v *bool) {
+			if v != nil {
+				*dst = v
+			}
+		}
+		merge(&cur.OSVersion, p.OSVersion)
+		merge(&cur.BuildVersion, p.BuildVersion)
+		merge(&cur.SecurityPatch, p.SecurityPatch)
+		mergeB(&cur.PasscodePresent, p.PasscodePresent)
+		mergeB(&cur.PasscodeCompliant, p.PasscodeCompliant)
+		mergeB(&cur.Encrypted, p.Encrypted)
+		mergeB(&cur.Supervised, p.Supervised)
+		mergeB(&cur.ActivationLock, p.ActivationLock)
+		mergeB(&cur.Compromised, p.Compromised)
+		if len(p.Details) > 0 {
+			cur.Details = mergeJSON(cur.Details, p.Details)
+		}
+		cur.ObservedAt = utc(p.ObservedAt)
+		if p.ObservedAt.IsZero() {
+			cur.ObservedAt = now
+		}
+		cur.UpdatedAt = now
+		err = tx.table(ctx, "device_postures").Clauses(clause.OnConflict{UpdateAll: true}).Create(&cur).Error
+		if err != nil {
+			return dbErr(err, "posture")
+		}
+		*p = cur
+		if cur.OSVersion != "" {
+			return dbErr(tx.table(ctx, "devices").Where("id = ?", p.DeviceID).
+				Updates(map[string]any{"os_version": cur.OSVersion, "updated_at": now}).Error, "device")
+		}
+		return nil
+	})
+}
+
+// GetPosture returns a device's posture.
+func (s *Store) GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error) {
+	var p mdmd.Posture
+	err := s.table(ctx, "device_postures").Where("device_id = ?", deviceID).Take(&p).Error
+	return &p, dbErr(err, "posture")
+}
+
+// mergeJSON merges the keys of the object upd into the object base.
+func mergeJSON(base, upd []byte) []byte {
+	m := map[string]any{}
+	if len(base) > 0 {
+		if err := json.Unmarshal(base, &m); err != nil {
+			m = map[string]any{}
+		}
+	}
+	var u map[string]any
+	if err := json.Unmarshal(upd, &u); err != nil {
+		return upd
+	}
+	for k, v := range u {
+		m[k] = v
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
