@@ -171,25 +171,35 @@ func EncodeApple(commandUUID string, c AppleCommand) ([]byte, error) {
 		if len(v.Queries) == 0 {
 			v.Queries = DefaultQueries
 		}
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case SecurityInfo:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case ProfileList:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case InstalledApplicationList:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case CertificateList:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case DeviceLock:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case EraseDevice:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case ClearPasscode:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case InstallProfile:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	case RemoveProfile:
-		v.Request.RequestType, body = t, v
+		v.Request.RequestType = t
+		body = v
 	default:
 		return nil, fmt.Errorf("commands: unknown Apple command %T", c)
 	}

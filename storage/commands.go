@@ -38,10 +38,11 @@ func (s *Store) NextCommand(ctx context.Context, deviceID string, skip []string)
 	return s.nextCommand(ctx, deviceID, skip, activeStatuses)
 }
 
-// NextCommandAfterNotNow is NextCommand for a device that has just
-// answered NotNow: every command it deferred is skipped until it starts
-// over with Idle, so it never loops between deferred commands. Nothing
-// about the connection is kept in memory, so any replica can serve it.
+// NextCommandAfterNotNow is NextCommand within a connection, after the
+// device reported a result: every command it deferred with NotNow is
+// skipped until it starts a new connection with Idle, so it never loops on
+// deferred commands. Nothing about the connection is kept in memory, so any
+// replica can serve any request.
 func (s *Store) NextCommandAfterNotNow(ctx context.Context, deviceID string) (*mdmd.Command, error) {
 	return s.nextCommand(ctx, deviceID, nil, []string{string(mdmd.CommandQueued), string(mdmd.CommandSent)})
 }

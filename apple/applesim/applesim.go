@@ -88,7 +88,11 @@ func New(udid, serial string, p Posture) *Device {
 func (d *Device) SetPosture(p Posture) { d.mu.Lock(); d.posture = p; d.mu.Unlock() }
 
 // NotNowFor makes the device answer NotNow to the next n commands of a type.
-func (d *Device) NotNowFor(requestType string, n int) { d.mu.Lock(); d.notNow[requestType] = n; d.mu.Unlock() }
+func (d *Device) NotNowFor(requestType string, n int) {
+	d.mu.Lock()
+	d.notNow[requestType] = n
+	d.mu.Unlock()
+}
 
 // FailFor makes the device answer Error to every command of a type.
 func (d *Device) FailFor(requestType string) { d.mu.Lock(); d.fail[requestType] = true; d.mu.Unlock() }

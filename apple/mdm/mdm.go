@@ -124,7 +124,9 @@ func (s *Service) flushSeen(ctx context.Context) {
 	}
 }
 
-func deviceErr(format string, args ...any) error { return mdmd.Errorf(mdmd.EDeviceAuth, format, args...) }
+func deviceErr(format string, args ...any) error {
+	return mdmd.Errorf(mdmd.EDeviceAuth, format, args...)
+}
 
 // readRequest checks the transport and content type, reads the body and
 // authenticates the device's certificate.
@@ -429,7 +431,9 @@ func (s *Service) connect(w http.ResponseWriter, r *http.Request, cert *x509.Cer
 		if status == mdmd.CommandAcknowledged && resultErr == nil {
 			s.applyResult(ctx, enr, cmd, rep)
 		}
-		next, err = s.st.NextCommand(ctx, enr.DeviceID, nil)
+		// Still the same connection: commands deferred with NotNow wait
+		// for the device's next Idle.
+		next, err = s.st.NextCommandAfterNotNow(ctx, enr.DeviceID)
 		if err != nil {
 			return err
 		}
