@@ -30,7 +30,7 @@ type appleEnv struct {
 	errs    []error
 }
 
-func newAppleEnv(t *testing.T, dbURL string) *appleEnv {
+func newAppleEnv(t *testing.T, dbURL string, args ...string) *appleEnv {
 	t.Helper()
 	fake := fakeapns.Start()
 	t.Cleanup(fake.Close)
@@ -39,8 +39,8 @@ func newAppleEnv(t *testing.T, dbURL string) *appleEnv {
 	if err := fake.CAFile(caFile); err != nil {
 		t.Fatal(err)
 	}
-	ts := start(t, "--data-dir", dir, "--database-url", dbURL, "--apns-url", fake.URL(), "--apns-ca-file", caFile,
-		"--job-poll", "50ms")
+	ts := start(t, append([]string{"--data-dir", dir, "--database-url", dbURL, "--apns-url", fake.URL(), "--apns-ca-file", caFile,
+		"--job-poll", "50ms"}, args...)...)
 	env := &appleEnv{testServer: ts, apns: fake, devices: map[string]*applesim.Device{}, wakes: map[string]int{},
 		topic: "com.apple.mgmt.External.2f1e6a7c-5d3b-4a8e-9c0f-1b2a3c4d5e6f"}
 	env.trust = x509.NewCertPool()
