@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +44,17 @@ func newAppleEnv(t *testing.T, dbURL string, args ...string) *appleEnv {
 		"--job-poll", "50ms"}, args...)...)
 	env := &appleEnv{testServer: ts, apns: fake, devices: map[string]*applesim.Device{}, wakes: map[string]int{},
 		topic: "com.apple.mgmt.External.2f1e6a7c-5d3b-4a8e-9c0f-1b2a3c4d5e6f"}
+	for i, a := range args {
+		if a == "--tls-cert" && i+1 < len(args) {
+			pemData, err := os.ReadFile(args[i+1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			roots.AppendCertsFromPEM(pemData)
+			ts.useTLS(roots)
+		}
+	}
 	env.trust = x509.NewCertPool()
 	env.trust.AddCert(ts.srv.Identities().CA.Cert)
 	certPEM, keyPEM, err := fakeapns.PushCertificate(env.topic, 365*24*time.Hour)

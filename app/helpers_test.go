@@ -3,6 +3,8 @@ package app
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -43,6 +45,13 @@ type testServer struct {
 	Stderr *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+	client *http.Client
+}
+
+// useTLS switches the test client to HTTPS, trusting roots.
+func (ts *testServer) useTLS(roots *x509.CertPool) {
+	ts.URL = "https://" + ts.srv.Addr().String()
+	ts.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 }
 
 var tokenRE = regexp.MustCompile(`API token:\s+(mdmd_\S+)`)
@@ -167,7 +176,11 @@ func (ts *testServer) do(method, path, token string, body any) response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := ts.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		ts.t.Fatalf("%s %s: %v", method, path, err)
 	}

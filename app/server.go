@@ -138,7 +138,10 @@ func (s *Server) Run(ctx context.Context) error {
 			ln.Close()
 			return fmt.Errorf("invalid --tls-cert/--tls-key: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Devices may authenticate with their identity certificate in TLS
+		// (the MDM endpoints verify it); nobody is required to present one.
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequestClientCert}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	} else if host, _, _ := net.SplitHostPort(s.cfg.Listen); !isLoopback(host) {
 		s.log.Warn("serving plain HTTP on a non-loopback address: put a TLS-terminating proxy in front, or set --tls-cert and --tls-key",
