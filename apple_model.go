@@ -136,3 +136,8 @@ type PushRecord struct {
 	Reason   string    `json:"reason,omitempty" gorm:"column:reason"`
 	Result   string    `json:"result" gorm:"column:result"`
 }
+
+// AppleEnrollmentProfileID is the PayloadIdentifier of mdmd's enrollment
+// profile. Removing that profile from a device removes every managed
+// profile and managed app with it: mdmd's selective wipe on iOS.
+const AppleEnrollmentProfileID = "io.mdmd.enrollment"

@@ -47,7 +47,8 @@ const (
 	PermAuditRead      Permission = "audit:read"
 	PermThreatReport   Permission = "threat:report"
 	PermSSFStreams     Permission = "ssf:streams"
-	PermEnrollManage   Permission = "enroll:manage" // enrollment links and profiles
+	PermEnrollManage   Permission = "enroll:manage"   // enrollment links and profiles
+	PermProfilesManage Permission = "profiles:manage" // configuration profiles and their assignment
 )
 
 var rolePermissions = map[Role][]Permission{
@@ -58,7 +59,7 @@ var rolePermissions = map[Role][]Permission{
 	RoleSSFReceiver: {PermSSFStreams},
 	RoleAdmin: {PermDevicesRead, PermDevicesWrite, PermDevicesDelete, PermCommandsRead,
 		PermCommandsQuery, PermCommandsLock, PermCommandsWipe, PermGroupsWrite,
-		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage},
+		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage, PermProfilesManage},
 }
 
 // Can reports whether the role grants the permission. Note that the admin

@@ -168,6 +168,23 @@ func TestAppleBadInputChangesNothing(t *testing.T) {
 			if after := appleSnapshot(t, env, devA.ID, devB.ID); after != before {
 				t.Fatalf("bad device requests changed stored state:\nbefore %s\nafter  %s", before, after)
 			}
+			// A repeated answer to a finished command (the device missed our
+			// reply) is accepted and changes nothing.
+			done, err := env.srv.Commands().EnqueueApple(ctx, devA.ID, "test", false, lockCmd())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := a.Connect(ctx); err != nil {
+				t.Fatal(err)
+			}
+			first, _ := env.srv.Store().GetCommand(ctx, done[0].ID)
+			again := mustPlist(t, map[string]any{"UDID": a.UDID, "Status": "Error", "CommandUUID": done[0].ID})
+			if status, body := rawDeviceRequest(t, connect, "application/x-apple-aspen-mdm", again, signA(again)); status != 200 {
+				t.Fatalf("repeated answer = %d %s", status, body)
+			}
+			if now, _ := env.srv.Store().GetCommand(ctx, done[0].ID); now.Status != mdmd.CommandAcknowledged || string(now.Result) != string(first.Result) {
+				t.Fatalf("a repeated answer changed the command: %s", now.Status)
+			}
 			// Both devices still work.
 			if _, err := a.Connect(ctx); err != nil {
 				t.Fatal(err)

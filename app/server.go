@@ -30,6 +30,7 @@ import (
 	"github.com/mdmd/mdmd/enroll"
 	"github.com/mdmd/mdmd/jobs"
 	"github.com/mdmd/mdmd/pki"
+	"github.com/mdmd/mdmd/profiles"
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/web"
@@ -288,8 +289,11 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	pusher := apns.New(st, box, apns.Config{URL: s.cfg.APNsURL, RootCAs: apnsRoots, Logger: s.log.With("component", "apns")})
 	enrollment := enroll.New(st, ids, pusher, enroll.Config{PublicURL: s.cfg.PublicURL, Organization: s.cfg.Org,
 		ChallengeTTL: s.cfg.ChallengeTTL}, s.log.With("component", "enroll"))
-	mdmSvc := mdm.New(st, ids.CA.Cert, box, mdm.Options{TrustedProxies: s.cfg.TrustedProxies, Logger: s.log.With("component", "mdm")})
 	cmds := commands.NewService(st, runner, box)
+	profileSvc := profiles.NewService(st, cmds, runner, ids, s.cfg.Org, s.log.With("component", "profiles"))
+	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
+	mdmSvc := mdm.New(st, ids.CA.Cert, box, mdm.Options{TrustedProxies: s.cfg.TrustedProxies, Observer: profileSvc,
+		Logger: s.log.With("component", "mdm")})
 	runner.Register(commands.PushJob, func(ctx context.Context, j *mdmd.Job) error {
 		var p commands.PushPayload
 		if err := json.Unmarshal(j.Payload, &p); err != nil {
@@ -309,14 +313,14 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
-		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds}})
+		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc}, Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher = cmds, pusher
 	s.mu.Unlock()
 	s.root.SetReady(s.routes(api, enrollment, mdmSvc), st.Ping)
-	close(s.ready)
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
 	s.printWelcome(cred)
+	close(s.ready)
 	return nil
 }
 

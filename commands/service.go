@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mdmd/mdmd"
-	"github.com/mdmd/mdmd/profiles"
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/web"
 )
@@ -231,7 +230,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		case "selective":
 			// Removing the enrollment profile removes every managed
 			// profile, managed app and its data; personal data stays.
-			cmd = RemoveProfile{Identifier: profiles.EnrollmentIdentifier}
+			cmd = RemoveProfile{Identifier: mdmd.AppleEnrollmentProfileID}
 		case "full":
 			cmd = EraseDevice{PIN: in.PIN}
 		default:

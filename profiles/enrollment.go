@@ -3,12 +3,12 @@ package profiles
 import (
 	"errors"
 	"strings"
+
+	"github.com/mdmd/mdmd"
 )
 
-// EnrollmentIdentifier is the PayloadIdentifier of mdmd's enrollment
-// profile. Removing that profile from a device removes every managed
-// profile and managed app with it: mdmd's selective wipe on iOS.
-const EnrollmentIdentifier = "io.mdmd.enrollment"
+// EnrollmentIdentifier is the PayloadIdentifier of mdmd's enrollment profile.
+const EnrollmentIdentifier = mdmd.AppleEnrollmentProfileID
 
 // AccessRights grants every MDM right (8191 = all 13 bits).
 const AccessRights = 8191

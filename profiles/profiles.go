@@ -6,6 +6,7 @@ package profiles
 import (
 	"crypto/rand"
 	"fmt"
+	"strings"
 
 	"github.com/micromdm/plist"
 )
@@ -45,3 +46,7 @@ func NewUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%X-%X-%X-%X-%X", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// newProfileID returns an ID for a new profile (also the suffix of typed
+// profiles' identifiers).
+func newProfileID() string { return strings.ToLower(NewUUID()) }

@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/micromdm/plist"
@@ -27,15 +28,20 @@ func validateProfile(t *testing.T, xml []byte, payloadSchemas map[string]string)
 	for _, p := range content {
 		payload := p.(map[string]any)
 		typ, _ := payload["PayloadType"].(string)
-		file, ok := payloadSchemas[typ]
+		files, ok := payloadSchemas[typ]
 		if !ok {
 			t.Fatalf("no schema for payload type %s", typ)
 		}
-		doc := schema.MustLoad(file)
-		if doc.Payload.PayloadType != typ {
-			t.Fatalf("%s describes %s, not %s", file, doc.Payload.PayloadType, typ)
+		// "a+b" validates against the union of two schemas (a per-app VPN
+		// payload carries the VPN keys too).
+		keys := append([]schema.Key{}, common...)
+		for i, file := range strings.Split(files, "+") {
+			doc := schema.MustLoad(file)
+			if i == 0 && doc.Payload.PayloadType != typ {
+				t.Fatalf("%s describes %s, not %s", file, doc.Payload.PayloadType, typ)
+			}
+			keys = append(keys, doc.PayloadKeys...)
 		}
-		keys := append(append([]schema.Key{}, common...), doc.PayloadKeys...)
 		if errs := schema.Validate(keys, payload, schema.Options{}); len(errs) > 0 {
 			t.Fatalf("%s payload:%s", typ, schema.Join(errs))
 		}

@@ -88,19 +88,23 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate
 // first. The check and the delete are one statement, so a device that
 // enrolls meanwhile is never removed.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
-	res := s.table(ctx, "devices").Where("id = ? AND enrollment_state IN ?", id,
-		[]string{string(mdmd.EnrollmentUnenrolled), string(mdmd.EnrollmentWiped)}).Delete(&mdmd.Device{})
-	if res.Error != nil {
-		return dbErr(res.Error, "device")
-	}
-	if res.RowsAffected == 0 {
-		d, err := s.GetDevice(ctx, id)
-		if err != nil {
-			return err
+	return s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "devices").Where("id = ? AND enrollment_state IN ?", id,
+			[]string{string(mdmd.EnrollmentUnenrolled), string(mdmd.EnrollmentWiped)}).Delete(&mdmd.Device{})
+		if res.Error != nil {
+			return dbErr(res.Error, "device")
 		}
-		return mdmd.Errorf(mdmd.EConflict, "device is still %s: unenroll or wipe it before deleting its record", d.EnrollmentState)
-	}
-	return nil
+		if res.RowsAffected == 0 {
+			d, err := tx.GetDevice(ctx, id)
+			if err != nil {
+				return err
+			}
+			return mdmd.Errorf(mdmd.EConflict, "device is still %s: unenroll or wipe it before deleting its record", d.EnrollmentState)
+		}
+		// Assignments name their target without a foreign key.
+		return dbErr(tx.table(ctx, "profile_assignments").Where("target_type = ? AND target_id = ?", mdmd.TargetDevice, id).
+			Delete(&mdmd.ProfileAssignment{}).Error, "assignments")
+	})
 }
 
 // ListDevices returns one page of devices in ID order (IDs are time
@@ -238,16 +242,20 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, name, description *s
 	return s.GetGroup(ctx, id)
 }
 
-// DeleteGroup removes a group and its memberships (not its devices).
+// DeleteGroup removes a group, its memberships and the profile
+// assignments that targeted it (not its devices).
 func (s *Store) DeleteGroup(ctx context.Context, id string) error {
-	res := s.table(ctx, "groups").Where("id = ?", id).Delete(&mdmd.Group{})
-	if res.Error != nil {
-		return dbErr(res.Error, "group")
-	}
-	if res.RowsAffected == 0 {
-		return mdmd.Errorf(mdmd.ENotFound, "group not found")
-	}
-	return nil
+	return s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "groups").Where("id = ?", id).Delete(&mdmd.Group{})
+		if res.Error != nil {
+			return dbErr(res.Error, "group")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "group not found")
+		}
+		return dbErr(tx.table(ctx, "profile_assignments").Where("target_type = ? AND target_id = ?", mdmd.TargetGroup, id).
+			Delete(&mdmd.ProfileAssignment{}).Error, "assignments")
+	})
 }
 
 type membership struct {

@@ -65,6 +65,13 @@ type APIDeps struct {
 	Now      func() time.Time
 	// Modules add the admin routes of other domains (enrollment, Apple, …).
 	Modules []Module
+	// Membership hears about devices joining or leaving groups.
+	Membership MembershipObserver
+}
+
+// MembershipObserver is told when group membership changes.
+type MembershipObserver interface {
+	MembershipChanged(ctx context.Context, groupID string, deviceIDs []string)
 }
 
 // HandlerFunc is an admin route's handler; a returned error is written
@@ -534,6 +541,9 @@ func (a *API) addMembers(w http.ResponseWriter, r *http.Request) error {
 	if err := a.d.Groups.AddGroupMembers(r.Context(), id, ids); err != nil {
 		return err
 	}
+	if a.d.Membership != nil {
+		a.d.Membership.MembershipChanged(r.Context(), id, ids)
+	}
 	a.audit(r, "group.members.add", "group", id, mdmd.OutcomeSuccess, "", map[string]any{"device_ids": ids})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -546,6 +556,9 @@ func (a *API) removeMembers(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := a.d.Groups.RemoveGroupMembers(r.Context(), id, ids); err != nil {
 		return err
+	}
+	if a.d.Membership != nil {
+		a.d.Membership.MembershipChanged(r.Context(), id, ids)
 	}
 	a.audit(r, "group.members.remove", "group", id, mdmd.OutcomeSuccess, "", map[string]any{"device_ids": ids})
 	w.WriteHeader(http.StatusNoContent)

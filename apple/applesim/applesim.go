@@ -58,6 +58,7 @@ type Device struct {
 	Name   string
 	HTTP   *http.Client
 
+	connMu  sync.Mutex // one MDM connection at a time, as on a real device
 	mu      sync.Mutex
 	posture Posture
 	notNow  map[string]int
@@ -399,6 +400,8 @@ func (d *Device) CheckOut(ctx context.Context) error {
 // answer per command, until the server has nothing more. It returns the
 // number of commands it answered.
 func (d *Device) Connect(ctx context.Context) (int, error) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
 	report := map[string]any{"UDID": d.UDID, "Status": "Idle"}
 	n := 0
 	for {
@@ -581,3 +584,11 @@ func (d *Device) handle(ctx context.Context, uuid string, c map[string]any) (map
 }
 
 var errCheckedOut = fmt.Errorf("device checked out")
+
+// DropProfile removes an installed profile as a user with the right to
+// could, without telling the server (drift).
+func (d *Device) DropProfile(identifier string) {
+	d.mu.Lock()
+	delete(d.profiles, identifier)
+	d.mu.Unlock()
+}

@@ -27,7 +27,6 @@ import (
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/apple"
 	"github.com/mdmd/mdmd/commands"
-	"github.com/mdmd/mdmd/profiles"
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/web"
 )
@@ -49,8 +48,18 @@ type Store interface {
 	AppendAudit(ctx context.Context, e *mdmd.AuditEvent) error
 }
 
+// Observer hears about device lifecycle events (profile management
+// reconciles on them).
+type Observer interface {
+	// Enrolled is called when a device completes enrollment.
+	Enrolled(ctx context.Context, deviceID string)
+	// CommandFinished is called when a command gets a final status.
+	CommandFinished(ctx context.Context, deviceID string, cmd *mdmd.Command)
+}
+
 // Options configure the service.
 type Options struct {
+	Observer Observer
 	// TrustedProxies may assert a TLS client certificate (RFC 9440
 	// Client-Cert header) and that the client used HTTPS
 	// (X-Forwarded-Proto).
@@ -339,6 +348,9 @@ func (s *Service) checkin(w http.ResponseWriter, r *http.Request, cert *x509.Cer
 		}
 		if !enr.TokenValid {
 			s.audit(ctx, enr.DeviceID, msg.UDID, "device.enrolled", mdmd.OutcomeSuccess, nil)
+			if s.opt.Observer != nil {
+				s.opt.Observer.Enrolled(ctx, enr.DeviceID)
+			}
 		}
 	case "CheckOut":
 		if err := s.st.EndAppleEnrollment(ctx, enr.DeviceID, mdmd.EnrollmentUnenrolled); err != nil {
@@ -425,11 +437,21 @@ func (s *Service) connect(w http.ResponseWriter, r *http.Request, cert *x509.Cer
 			res.Error = resultErr.Error()
 		}
 		cmd, err := s.st.RecordCommandResult(ctx, enr.DeviceID, rep.CommandUUID, res)
-		if err != nil {
+		switch {
+		case mdmd.IsCode(err, mdmd.EConflict):
+			// A second answer to a command that already has its final one
+			// (the device did not get our reply and sent it again): the
+			// first answer stands, and the device moves on.
+			s.log.Info("duplicate command result ignored", "device", enr.DeviceID, "command", rep.CommandUUID)
+		case err != nil:
 			return err
-		}
-		if status == mdmd.CommandAcknowledged && resultErr == nil {
-			s.applyResult(ctx, enr, cmd, rep)
+		default:
+			if status == mdmd.CommandAcknowledged && resultErr == nil {
+				s.applyResult(ctx, enr, cmd, rep)
+			}
+			if s.opt.Observer != nil {
+				s.opt.Observer.CommandFinished(ctx, enr.DeviceID, cmd)
+			}
 		}
 		// Still the same connection: commands deferred with NotNow wait
 		// for the device's next Idle.
@@ -504,6 +526,3 @@ func firstNonEmpty(v ...string) string {
 	}
 	return ""
 }
-
-// EnrollmentProfileID is the identifier whose removal is the selective wipe.
-const EnrollmentProfileID = profiles.EnrollmentIdentifier

@@ -1,0 +1,545 @@
+package profiles
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/apple"
+	"github.com/mdmd/mdmd/commands"
+	"github.com/mdmd/mdmd/pki"
+	"github.com/mdmd/mdmd/web"
+)
+
+// Store is what profile management needs from storage.
+type Store interface {
+	CreateProfile(ctx context.Context, p *mdmd.Profile) error
+	GetProfile(ctx context.Context, id string) (*mdmd.Profile, error)
+	ListProfiles(ctx context.Context) ([]mdmd.Profile, error)
+	UpdateProfile(ctx context.Context, p *mdmd.Profile) error
+	DeleteProfile(ctx context.Context, id string) error
+	AssignProfile(ctx context.Context, a *mdmd.ProfileAssignment) error
+	UnassignProfile(ctx context.Context, a *mdmd.ProfileAssignment) error
+	ListAssignments(ctx context.Context, profileID string) ([]mdmd.ProfileAssignment, error)
+	DesiredProfiles(ctx context.Context, deviceID string) ([]mdmd.Profile, error)
+	DevicesForProfile(ctx context.Context, profileID string) ([]string, error)
+	DeviceProfiles(ctx context.Context, deviceID string) ([]mdmd.DeviceProfile, error)
+	PutDeviceProfile(ctx context.Context, dp *mdmd.DeviceProfile) error
+	DeviceProfileByCommand(ctx context.Context, commandID string) (*mdmd.DeviceProfile, error)
+	DeleteDeviceProfile(ctx context.Context, deviceID, identifier string) error
+	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
+	GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
+}
+
+// Commander queues device commands.
+type Commander interface {
+	EnqueueApple(ctx context.Context, deviceID, by string, push bool, cmds ...commands.AppleCommand) ([]*mdmd.Command, error)
+	Push(ctx context.Context, deviceIDs ...string) error
+}
+
+// JobQueue queues durable background work.
+type JobQueue interface {
+	Enqueue(ctx context.Context, j *mdmd.Job) (bool, error)
+}
+
+// ReconcileJob is the job kind that brings devices' profiles in line with
+// their assignments; its payload is ReconcilePayload.
+const ReconcileJob = "profiles.reconcile"
+
+// ReconcilePayload lists the devices to reconcile.
+type ReconcilePayload struct {
+	DeviceIDs []string `json:"device_ids"`
+}
+
+// Service manages configuration profiles: it builds them, assigns them,
+// installs them (signed) where they are assigned, removes them where they
+// no longer are, and verifies with ProfileList.
+type Service struct {
+	st   Store
+	cmds Commander
+	jobs JobQueue
+	ids  *pki.Identities
+	org  string
+	log  *slog.Logger
+}
+
+// NewService returns the profile service.
+func NewService(st Store, cmds Commander, jobs JobQueue, ids *pki.Identities, org string, log *slog.Logger) *Service {
+	return &Service{st: st, cmds: cmds, jobs: jobs, ids: ids, org: org, log: log}
+}
+
+// ScheduleReconcile queues reconciliation of the devices.
+func (s *Service) ScheduleReconcile(ctx context.Context, deviceIDs []string) error {
+	for lo := 0; lo < len(deviceIDs); lo += 500 {
+		payload, _ := json.Marshal(ReconcilePayload{DeviceIDs: deviceIDs[lo:min(lo+500, len(deviceIDs))]})
+		if _, err := s.jobs.Enqueue(ctx, &mdmd.Job{Kind: ReconcileJob, Payload: payload, MaxAttempts: 5}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunJob is the handler of ReconcileJob.
+func (s *Service) RunJob(ctx context.Context, j *mdmd.Job) error {
+	var p ReconcilePayload
+	if err := json.Unmarshal(j.Payload, &p); err != nil {
+		return err
+	}
+	for _, id := range p.DeviceIDs {
+		if _, err := s.Reconcile(ctx, id, false); err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+// installedOnDevice returns the identifiers of the latest ProfileList
+// answer, and whether there has been one.
+func (s *Service) installedOnDevice(ctx context.Context, deviceID string) ([]string, bool) {
+	p, err := s.st.GetPosture(ctx, deviceID)
+	if err != nil || len(p.Details) == 0 {
+		return nil, false
+	}
+	var d struct {
+		Installed *[]string `json:"installed_profiles"`
+	}
+	if json.Unmarshal(p.Details, &d) != nil || d.Installed == nil {
+		return nil, false
+	}
+	return *d.Installed, true
+}
+
+// Reconcile queues the installs and removals that bring a device in line
+// with its assignments, then a ProfileList to verify, and wakes it. An
+// installed profile that the last ProfileList did not show (drift) is
+// installed again. With retryFailed, failed installs are tried again.
+func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bool) ([]*mdmd.Command, error) {
+	dev, err := s.st.GetDevice(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if dev.Platform != mdmd.PlatformIOS || dev.EnrollmentState != mdmd.EnrollmentEnrolled {
+		return nil, nil
+	}
+	desired, err := s.st.DesiredProfiles(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	have, err := s.st.DeviceProfiles(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*mdmd.DeviceProfile{}
+	for i := range have {
+		byID[have[i].Identifier] = &have[i]
+	}
+	onDevice, known := s.installedOnDevice(ctx, deviceID)
+	var out []*mdmd.Command
+	queue := func(c commands.AppleCommand) (*mdmd.Command, error) {
+		cmds, err := s.cmds.EnqueueApple(ctx, deviceID, "profiles", false, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cmds[0])
+		return cmds[0], nil
+	}
+	wanted := map[string]bool{}
+	for _, p := range desired {
+		wanted[p.Identifier] = true
+		h := byID[p.Identifier]
+		need := h == nil || h.Version != p.Version || h.State == mdmd.ProfileRemoving ||
+			(h.State == mdmd.ProfileInstalled && known && !slices.Contains(onDevice, p.Identifier)) ||
+			(h.State == mdmd.ProfileFailed && retryFailed)
+		if !need {
+			continue
+		}
+		signed, err := apple.Sign(p.Payload, s.ids.ProfileSigner.Cert, s.ids.ProfileSigner.Key, s.ids.CA.Cert)
+		if err != nil {
+			return out, err
+		}
+		cmd, err := queue(commands.InstallProfile{Payload: signed})
+		if err != nil {
+			return out, err
+		}
+		pid := p.ID
+		if err := s.st.PutDeviceProfile(ctx, &mdmd.DeviceProfile{DeviceID: deviceID, Identifier: p.Identifier, ProfileID: &pid,
+			Version: p.Version, State: mdmd.ProfileInstalling, CommandID: cmd.ID}); err != nil {
+			return out, err
+		}
+	}
+	for _, h := range have {
+		if wanted[h.Identifier] || h.State == mdmd.ProfileRemoving {
+			continue
+		}
+		cmd, err := queue(commands.RemoveProfile{Identifier: h.Identifier})
+		if err != nil {
+			return out, err
+		}
+		h.State, h.CommandID, h.Error = mdmd.ProfileRemoving, cmd.ID, ""
+		if err := s.st.PutDeviceProfile(ctx, &h); err != nil {
+			return out, err
+		}
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if _, err := queue(commands.ProfileList{}); err != nil {
+		return out, err
+	}
+	return out, s.cmds.Push(ctx, deviceID)
+}
+
+// Enrolled is called when a device finishes enrolling.
+func (s *Service) Enrolled(ctx context.Context, deviceID string) {
+	if err := s.ScheduleReconcile(ctx, []string{deviceID}); err != nil {
+		s.log.Error("scheduling profile reconciliation failed", "device", deviceID, "err", err)
+	}
+}
+
+// CommandFinished records the outcome of an install or removal.
+func (s *Service) CommandFinished(ctx context.Context, deviceID string, cmd *mdmd.Command) {
+	if cmd.RequestType != "InstallProfile" && cmd.RequestType != "RemoveProfile" {
+		return
+	}
+	dp, err := s.st.DeviceProfileByCommand(ctx, cmd.ID)
+	if err != nil || dp.DeviceID != deviceID {
+		return // a command mdmd did not queue for a profile (a selective wipe)
+	}
+	ok := cmd.Status == mdmd.CommandAcknowledged
+	switch {
+	case cmd.RequestType == "RemoveProfile" && (ok || strings.Contains(cmd.Error, "not installed")):
+		err = s.st.DeleteDeviceProfile(ctx, deviceID, dp.Identifier)
+	case ok:
+		dp.State, dp.Error = mdmd.ProfileInstalled, ""
+		err = s.st.PutDeviceProfile(ctx, dp)
+	default:
+		dp.State, dp.Error = mdmd.ProfileFailed, cmd.Error
+		err = s.st.PutDeviceProfile(ctx, dp)
+	}
+	if err != nil {
+		s.log.Error("recording profile state failed", "device", deviceID, "err", err)
+	}
+}
+
+// MembershipChanged reconciles devices that joined or left a group.
+func (s *Service) MembershipChanged(ctx context.Context, groupID string, deviceIDs []string) {
+	if err := s.ScheduleReconcile(ctx, deviceIDs); err != nil {
+		s.log.Error("scheduling profile reconciliation failed", "group", groupID, "err", err)
+	}
+}
+
+func (s *Service) profileChanged(ctx context.Context, profileID string, extra []string) error {
+	ids, err := s.st.DevicesForProfile(ctx, profileID)
+	if err != nil {
+		return err
+	}
+	return s.ScheduleReconcile(ctx, append(ids, extra...))
+}
+
+// DeviceProfileView is one profile of a device, with drift.
+type DeviceProfileView struct {
+	mdmd.DeviceProfile
+	Name           string `json:"name,omitempty"`
+	CurrentVersion int    `json:"current_version,omitempty"`
+	OnDevice       *bool  `json:"on_device,omitempty"`
+	Drift          string `json:"drift,omitempty"`
+}
+
+// DeviceView lists what mdmd manages on a device and what drifted.
+func (s *Service) DeviceView(ctx context.Context, deviceID string) ([]DeviceProfileView, []string, error) {
+	if _, err := s.st.GetDevice(ctx, deviceID); err != nil {
+		return nil, nil, err
+	}
+	have, err := s.st.DeviceProfiles(ctx, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	desired, err := s.st.DesiredProfiles(ctx, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	onDevice, known := s.installedOnDevice(ctx, deviceID)
+	want := map[string]mdmd.Profile{}
+	for _, p := range desired {
+		want[p.Identifier] = p
+	}
+	out := []DeviceProfileView{}
+	managed := map[string]bool{mdmd.AppleEnrollmentProfileID: true}
+	for _, h := range have {
+		v := DeviceProfileView{DeviceProfile: h}
+		managed[h.Identifier] = true
+		p, assigned := want[h.Identifier]
+		if assigned {
+			v.Name, v.CurrentVersion = p.Name, p.Version
+		}
+		if known {
+			on := slices.Contains(onDevice, h.Identifier)
+			v.OnDevice = &on
+			if h.State == mdmd.ProfileInstalled && !on {
+				v.Drift = "missing on the device"
+			}
+		}
+		switch {
+		case v.Drift != "":
+		case !assigned && h.State != mdmd.ProfileRemoving:
+			v.Drift = "no longer assigned"
+		case assigned && h.Version != p.Version:
+			v.Drift = "outdated version"
+		case h.State == mdmd.ProfileFailed:
+			v.Drift = "install failed: " + h.Error
+		}
+		out = append(out, v)
+	}
+	for id, p := range want {
+		if _, ok := managed[id]; !ok {
+			out = append(out, DeviceProfileView{DeviceProfile: mdmd.DeviceProfile{DeviceID: deviceID, Identifier: id, Version: 0, State: "pending"},
+				Name: p.Name, CurrentVersion: p.Version, Drift: "not installed yet"})
+		}
+	}
+	var unmanaged []string
+	for _, id := range onDevice {
+		if !managed[id] && !strings.HasPrefix(id, mdmd.AppleEnrollmentProfileID+".") {
+			unmanaged = append(unmanaged, id)
+		}
+	}
+	return out, unmanaged, nil
+}
+
+type profileInput struct {
+	Name         string           `json:"name"`
+	Kind         mdmd.ProfileKind `json:"kind"`
+	Settings     json.RawMessage  `json:"settings"`
+	Mobileconfig string           `json:"mobileconfig_base64"`
+}
+
+func (s *Service) build(p *mdmd.Profile, in profileInput) error {
+	if in.Name != "" {
+		p.Name = in.Name
+	}
+	switch p.Kind {
+	case mdmd.ProfileCustom:
+		if in.Settings != nil {
+			return mdmd.FieldError("settings", "an uploaded profile has no settings")
+		}
+		raw, err := base64.StdEncoding.DecodeString(in.Mobileconfig)
+		if err != nil {
+			return mdmd.FieldError("mobileconfig_base64", "not base64")
+		}
+		xml, identifier, err := ParseUpload(raw)
+		if err != nil {
+			return err
+		}
+		if p.Identifier != "" && identifier != p.Identifier {
+			return mdmd.FieldError("mobileconfig_base64", "the PayloadIdentifier must stay %s", p.Identifier)
+		}
+		p.Identifier, p.Payload, p.Settings = identifier, xml, nil
+	default:
+		if in.Mobileconfig != "" {
+			return mdmd.FieldError("mobileconfig_base64", "only custom profiles are uploaded")
+		}
+		payload, settings, err := Build(p.Kind, p.Identifier, p.Name, s.org, in.Settings)
+		if err != nil {
+			return err
+		}
+		p.Payload, p.Settings = payload, settings
+	}
+	return nil
+}
+
+// RegisterAPI adds the profile routes.
+func (s *Service) RegisterAPI(reg web.Registrar) {
+	reg.HandleJSON("POST", "/profiles", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		var in profileInput
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if !in.Kind.Valid() {
+			return mdmd.FieldError("kind", "must be passcode, restrictions, wifi, vpn or custom, got %q", in.Kind)
+		}
+		p := &mdmd.Profile{ID: newProfileID(), Kind: in.Kind, CreatedBy: web.PrincipalFrom(r.Context()).Name}
+		if in.Kind != mdmd.ProfileCustom {
+			p.Identifier = Identifier(p.ID)
+		}
+		if in.Name == "" {
+			return mdmd.FieldError("name", "required")
+		}
+		if err := s.build(p, in); err != nil {
+			return err
+		}
+		if err := s.st.CreateProfile(r.Context(), p); err != nil {
+			return err
+		}
+		reg.Audit(r, "profile.create", "profile", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": p.Name, "kind": p.Kind, "identifier": p.Identifier})
+		web.WriteJSON(w, http.StatusCreated, p)
+		return nil
+	})
+	reg.Handle("GET", "/profiles", mdmd.PermDevicesRead, func(w http.ResponseWriter, r *http.Request) error {
+		ps, err := s.st.ListProfiles(r.Context())
+		if err != nil {
+			return err
+		}
+		if ps == nil {
+			ps = []mdmd.Profile{}
+		}
+		web.WriteJSON(w, http.StatusOK, map[string]any{"items": ps})
+		return nil
+	})
+	reg.Handle("GET", "/profiles/{id}", mdmd.PermDevicesRead, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		as, err := s.st.ListAssignments(r.Context(), p.ID)
+		if err != nil {
+			return err
+		}
+		if as == nil {
+			as = []mdmd.ProfileAssignment{}
+		}
+		web.WriteJSON(w, http.StatusOK, map[string]any{"profile": p, "assignments": as})
+		return nil
+	})
+	// The payload may hold secrets (Wi-Fi passwords), so only profile
+	// managers may download it.
+	reg.Handle("GET", "/profiles/{id}/mobileconfig", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/x-apple-aspen-config")
+		w.Write(p.Payload)
+		return nil
+	})
+	reg.HandleJSON("PATCH", "/profiles/{id}", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		var in profileInput
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		if in.Kind != "" && in.Kind != p.Kind {
+			return mdmd.FieldError("kind", "a profile's kind cannot change")
+		}
+		if p.Kind != mdmd.ProfileCustom && in.Settings == nil {
+			in.Settings = p.Settings
+			if p.Kind == mdmd.ProfileWiFi || p.Kind == mdmd.ProfileVPN {
+				return mdmd.FieldError("settings", "give the full settings again (secrets are not kept in readable form)")
+			}
+		}
+		if err := s.build(p, in); err != nil {
+			return err
+		}
+		if err := s.st.UpdateProfile(r.Context(), p); err != nil {
+			return err
+		}
+		if err := s.profileChanged(r.Context(), p.ID, nil); err != nil {
+			return err
+		}
+		reg.Audit(r, "profile.update", "profile", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"version": p.Version})
+		web.WriteJSON(w, http.StatusOK, p)
+		return nil
+	})
+	reg.Handle("DELETE", "/profiles/{id}", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		id := chi.URLParam(r, "id")
+		ids, err := s.st.DevicesForProfile(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if err := s.st.DeleteProfile(r.Context(), id); err != nil {
+			return err
+		}
+		if err := s.ScheduleReconcile(r.Context(), ids); err != nil {
+			return err
+		}
+		reg.Audit(r, "profile.delete", "profile", id, mdmd.OutcomeSuccess, "", nil)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	assignment := func(r *http.Request) (*mdmd.ProfileAssignment, error) {
+		var in struct {
+			TargetType string `json:"target_type"`
+			TargetID   string `json:"target_id"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return nil, err
+		}
+		return &mdmd.ProfileAssignment{ProfileID: chi.URLParam(r, "id"), TargetType: in.TargetType, TargetID: in.TargetID}, nil
+	}
+	reg.HandleJSON("POST", "/profiles/{id}/assignments", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		a, err := assignment(r)
+		if err != nil {
+			return err
+		}
+		if err := s.st.AssignProfile(r.Context(), a); err != nil {
+			return err
+		}
+		if err := s.profileChanged(r.Context(), a.ProfileID, nil); err != nil {
+			return err
+		}
+		reg.Audit(r, "profile.assign", "profile", a.ProfileID, mdmd.OutcomeSuccess, "", a)
+		web.WriteJSON(w, http.StatusCreated, a)
+		return nil
+	})
+	reg.HandleJSON("DELETE", "/profiles/{id}/assignments", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		a, err := assignment(r)
+		if err != nil {
+			return err
+		}
+		// The devices the assignment reached, before it goes.
+		ids, err := s.st.DevicesForProfile(r.Context(), a.ProfileID)
+		if err != nil {
+			return err
+		}
+		if err := s.st.UnassignProfile(r.Context(), a); err != nil {
+			return err
+		}
+		if err := s.ScheduleReconcile(r.Context(), ids); err != nil {
+			return err
+		}
+		reg.Audit(r, "profile.unassign", "profile", a.ProfileID, mdmd.OutcomeSuccess, "", a)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	reg.Handle("GET", "/devices/{id}/profiles", mdmd.PermDevicesRead, func(w http.ResponseWriter, r *http.Request) error {
+		views, unmanaged, err := s.DeviceView(r.Context(), chi.URLParam(r, "id"))
+		if err != nil {
+			return err
+		}
+		if unmanaged == nil {
+			unmanaged = []string{}
+		}
+		web.WriteJSON(w, http.StatusOK, map[string]any{"items": views, "unmanaged_on_device": unmanaged})
+		return nil
+	})
+	reg.HandleJSON("POST", "/devices/{id}/actions/sync-profiles", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct{}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		id := chi.URLParam(r, "id")
+		if d, err := s.st.GetDevice(r.Context(), id); err != nil {
+			return err
+		} else if d.Platform != mdmd.PlatformIOS || d.EnrollmentState != mdmd.EnrollmentEnrolled {
+			return mdmd.Errorf(mdmd.EConflict, "device is not an enrolled iOS device")
+		}
+		out, err := s.Reconcile(r.Context(), id, true)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			out = []*mdmd.Command{}
+		}
+		reg.Audit(r, "device.sync_profiles", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"commands": len(out)})
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"commands": out})
+		return nil
+	})
+}
