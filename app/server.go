@@ -49,15 +49,19 @@ type Server struct {
 
 	handlers map[string]jobs.Handler
 
-	mu       sync.Mutex
-	addr     net.Addr
-	store    *storage.Store
-	ids      *pki.Identities
-	ready    chan struct{}
-	listenCh chan struct{}
-	commands *commands.Service
-	pusher   *apns.Service
+	mu        sync.Mutex
+	addr      net.Addr
+	store     *storage.Store
+	ids       *pki.Identities
+	ready     chan struct{}
+	listenCh  chan struct{}
+	commands  *commands.Service
+	pusher    *apns.Service
+	apiRoutes []web.Route
 }
+
+// APIRoutes lists every admin route with its permission (valid after Ready).
+func (s *Server) APIRoutes() []web.Route { s.mu.Lock(); defer s.mu.Unlock(); return s.apiRoutes }
 
 // Commands is the command service (valid after Ready).
 func (s *Server) Commands() *commands.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.commands }
@@ -315,7 +319,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc}, Membership: profileSvc})
 	s.mu.Lock()
-	s.commands, s.pusher = cmds, pusher
+	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
 	s.mu.Unlock()
 	s.root.SetReady(s.routes(api, enrollment, mdmSvc), st.Ping)
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())

@@ -18,6 +18,9 @@ import (
 type Store interface {
 	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
 	EnqueueCommand(ctx context.Context, c *mdmd.Command) error
+	EnqueueCommands(ctx context.Context, cmds []*mdmd.Command) error
+	GetGroup(ctx context.Context, id string) (*mdmd.Group, error)
+	ListDevices(ctx context.Context, f mdmd.DeviceFilter) ([]mdmd.Device, string, error)
 	GetAppleEnrollment(ctx context.Context, deviceID string) (*mdmd.AppleEnrollment, error)
 }
 
@@ -89,6 +92,57 @@ func (s *Service) EnqueueApple(ctx context.Context, deviceID, by string, push bo
 		}
 	}
 	return out, nil
+}
+
+// EnqueueAppleToGroup queues commands for every enrolled iOS device of a
+// group, a thousand devices per transaction, each batch with one push job.
+// It returns how many devices it reached.
+func (s *Service) EnqueueAppleToGroup(ctx context.Context, groupID, by string, push bool, cmds ...AppleCommand) (int, error) {
+	if _, err := s.st.GetGroup(ctx, groupID); err != nil {
+		return 0, err
+	}
+	for _, c := range cmds {
+		if _, ok := c.(ClearPasscode); ok {
+			return 0, mdmd.Errorf(mdmd.EInvalid, "ClearPasscode needs each device's unlock token; send it per device")
+		}
+	}
+	f := mdmd.DeviceFilter{GroupID: groupID, Platform: mdmd.PlatformIOS, EnrollmentState: mdmd.EnrollmentEnrolled, Limit: mdmd.MaxPageSize}
+	total := 0
+	for {
+		devs, next, err := s.st.ListDevices(ctx, f)
+		if err != nil {
+			return total, err
+		}
+		batch := make([]*mdmd.Command, 0, len(devs)*len(cmds))
+		ids := make([]string, 0, len(devs))
+		for _, d := range devs {
+			ids = append(ids, d.ID)
+			for _, c := range cmds {
+				id := strings.ToUpper(uuid.NewString())
+				payload, err := EncodeApple(id, c)
+				if err != nil {
+					return total, err
+				}
+				batch = append(batch, &mdmd.Command{ID: id, DeviceID: d.ID, RequestType: c.RequestType(), Payload: payload,
+					CreatedBy: by, Priority: priority(c)})
+			}
+		}
+		if len(batch) > 0 {
+			if err := s.st.EnqueueCommands(ctx, batch); err != nil {
+				return total, err
+			}
+			total += len(devs)
+			if push {
+				if err := s.Push(ctx, ids...); err != nil {
+					return total, err
+				}
+			}
+		}
+		if next == "" {
+			return total, nil
+		}
+		f.After = next
+	}
 }
 
 // Push queues a push to the devices.
@@ -166,6 +220,52 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		}
 		reg.Audit(r, "device.query", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"queries": in.Queries})
 		respond(w, out)
+		return nil
+	})
+	reg.HandleJSON("POST", "/groups/{id}/actions/query", mdmd.PermCommandsQuery, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Queries []string `json:"queries"`
+			Push    *bool    `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if len(in.Queries) == 0 {
+			in.Queries = []string{"device_information", "security_info", "profile_list"}
+		}
+		var cmds []AppleCommand
+		for _, q := range in.Queries {
+			c, ok := QueryKinds[q]
+			if !ok {
+				return mdmd.FieldError("queries", "unknown query %q", q)
+			}
+			cmds = append(cmds, c)
+		}
+		id := chi.URLParam(r, "id")
+		n, err := s.EnqueueAppleToGroup(r.Context(), id, by(r), pushOf(in.Push), cmds...)
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "group.query", "group", id, mdmd.OutcomeSuccess, "", map[string]any{"queries": in.Queries, "devices": n})
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"devices": n, "commands": n * len(cmds)})
+		return nil
+	})
+	reg.HandleJSON("POST", "/groups/{id}/actions/lock", mdmd.PermCommandsLock, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Message     string `json:"message"`
+			PhoneNumber string `json:"phone_number"`
+			Push        *bool  `json:"push"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		id := chi.URLParam(r, "id")
+		n, err := s.EnqueueAppleToGroup(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber})
+		if err != nil {
+			return err
+		}
+		reg.Audit(r, "group.lock", "group", id, mdmd.OutcomeSuccess, "", map[string]any{"devices": n, "message": in.Message})
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"devices": n, "commands": n})
 		return nil
 	})
 	reg.HandleJSON("POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, func(w http.ResponseWriter, r *http.Request) error {

@@ -24,6 +24,25 @@ func (s *Store) EnqueueCommand(ctx context.Context, c *mdmd.Command) error {
 	return dbErr(s.table(ctx, "commands").Create(c).Error, "command")
 }
 
+// EnqueueCommands queues many commands in one transaction (bulk actions).
+// All are validated first; an unknown device fails the whole batch.
+func (s *Store) EnqueueCommands(ctx context.Context, cmds []*mdmd.Command) error {
+	now := s.Now()
+	for _, c := range cmds {
+		if err := c.Validate(); err != nil {
+			return err
+		}
+		if c.ID == "" {
+			c.ID = newID()
+		}
+		c.Status, c.CreatedAt, c.UpdatedAt = mdmd.CommandQueued, now, now
+		c.SentAt, c.CompletedAt, c.Result, c.Error, c.Deliveries = nil, nil, nil, "", 0
+	}
+	return s.Tx(ctx, func(tx *Store) error {
+		return dbErr(tx.table(ctx, "commands").CreateInBatches(cmds, 500).Error, "commands")
+	})
+}
+
 // GetCommand returns the command with the given ID.
 func (s *Store) GetCommand(ctx context.Context, id string) (*mdmd.Command, error) {
 	var c mdmd.Command

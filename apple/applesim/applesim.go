@@ -64,7 +64,7 @@ type Device struct {
 	notNow  map[string]int
 	fail    map[string]bool
 
-	key                   *rsa.PrivateKey
+	key, nextKey          *rsa.PrivateKey
 	cert                  *x509.Certificate
 	scepURL               string
 	serverURL, checkinURL string
@@ -238,11 +238,22 @@ func (d *Device) caCert(ctx context.Context) (*x509.Certificate, error) {
 	return x509.ParseCertificate(raw)
 }
 
+// UseKey makes the next enrollment use key instead of generating one (a
+// load generator pre-generates keys so that its own key generation is not
+// measured).
+func (d *Device) UseKey(key *rsa.PrivateKey) { d.mu.Lock(); d.nextKey = key; d.mu.Unlock() }
+
 // scepEnroll gets an identity with the profile's challenge.
 func (d *Device) scepEnroll(ctx context.Context, challenge string) error {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return err
+	d.mu.Lock()
+	key := d.nextKey
+	d.nextKey = nil
+	d.mu.Unlock()
+	var err error
+	if key == nil {
+		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			return err
+		}
 	}
 	signer, err := selfSigned(key, d.UDID)
 	if err != nil {
