@@ -1,7 +1,8 @@
 package mdmd
 
 import (
-	"encoding/json"
+	"database/sql/driver"
+	"fmt"
 	"time"
 )
 
@@ -113,7 +114,7 @@ type Posture struct {
 	Supervised        *bool           `json:"supervised,omitempty" gorm:"column:supervised"`
 	ActivationLock    *bool           `json:"activation_lock,omitempty" gorm:"column:activation_lock"`
 	Compromised       *bool           `json:"compromised,omitempty" gorm:"column:compromised"`
-	Details           json.RawMessage `json:"details,omitempty" gorm:"column:details"`
+	Details           RawJSON         `json:"details,omitempty" gorm:"column:details"`
 	ObservedAt        time.Time       `json:"observed_at" gorm:"column:observed_at"`
 	UpdatedAt         time.Time       `json:"updated_at" gorm:"column:updated_at"`
 }
@@ -141,3 +142,44 @@ type PushRecord struct {
 // profile. Removing that profile from a device removes every managed
 // profile and managed app with it: mdmd's selective wipe on iOS.
 const AppleEnrollmentProfileID = "io.mdmd.enrollment"
+
+// RawJSON is JSON kept as text in the database. It scans from either
+// drivers' text representation and writes as text.
+type RawJSON []byte
+
+// Scan implements sql.Scanner.
+func (j *RawJSON) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*j = nil
+	case string:
+		*j = RawJSON(v)
+	case []byte:
+		*j = append(RawJSON(nil), v...)
+	default:
+		return fmt.Errorf("RawJSON: cannot scan %T", src)
+	}
+	return nil
+}
+
+// Value implements driver.Valuer.
+func (j RawJSON) Value() (driver.Value, error) {
+	if len(j) == 0 {
+		return nil, nil
+	}
+	return string(j), nil
+}
+
+// MarshalJSON emits the JSON as is.
+func (j RawJSON) MarshalJSON() ([]byte, error) {
+	if len(j) == 0 {
+		return []byte("null"), nil
+	}
+	return j, nil
+}
+
+// UnmarshalJSON keeps a copy of the JSON.
+func (j *RawJSON) UnmarshalJSON(b []byte) error {
+	*j = append(RawJSON(nil), b...)
+	return nil
+}

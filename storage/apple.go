@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/migrations"
 )
 
 // CreateEnrollmentLink stores a new enrollment link.
@@ -271,13 +273,22 @@ func firstNonEmpty(v ...string) string {
 // over its predecessor's enrollment on first use, and the old one is
 // revoked. A certificate of no enrollment is EDeviceAuth.
 func (s *Store) ResolveAppleIdentity(ctx context.Context, fingerprint string) (*mdmd.AppleEnrollment, error) {
-	var enr mdmd.AppleEnrollment
-	err := s.table(ctx, "apple_enrollments").Where("cert_fingerprint = ?", fingerprint).Take(&enr).Error
+	// The common case, every check-in: one query for the enrollment and the
+	// state of its certificate.
+	var row struct {
+		mdmd.AppleEnrollment
+		CertRevokedAt *time.Time `gorm:"column:cert_revoked_at"`
+		CertNotBefore time.Time  `gorm:"column:cert_not_before"`
+		CertNotAfter  time.Time  `gorm:"column:cert_not_after"`
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT e.*, c.revoked_at AS cert_revoked_at, c.not_before AS cert_not_before, c.not_after AS cert_not_after
+FROM apple_enrollments e JOIN device_certs c ON c.fingerprint = e.cert_fingerprint WHERE e.cert_fingerprint = ?`, fingerprint).Take(&row).Error
 	if err == nil {
-		if _, err := s.usableCert(ctx, fingerprint); err != nil {
-			return nil, err
+		now := s.Now()
+		if row.CertRevokedAt != nil || now.After(row.CertNotAfter) || now.Before(row.CertNotBefore) {
+			return nil, deviceAuthErr("the identity certificate is revoked or expired")
 		}
-		return &enr, nil
+		return &row.AppleEnrollment, nil
 	}
 	if !errors.Is(err, gorm.ErrRecordNotFound) {
 		return nil, dbErr(err, "enrollment")
@@ -454,55 +465,59 @@ func (s *Store) ListPushes(ctx context.Context, deviceID string, limit int) ([]m
 	return out, dbErr(err, "push log")
 }
 
-// UpsertPosture merges reported posture into the device's record: values
-// that are set replace stored ones, unset ones are kept.
+// UpsertPosture merges reported posture into the device's record in one
+// statement: values that are set replace stored ones, unset ones are
+// kept, and the details object is merged key by key. A reported OS
+// version also updates the device.
 func (s *Store) UpsertPosture(ctx context.Context, p *mdmd.Posture) error {
+	now := s.Now()
+	observed := utc(p.ObservedAt)
+	if p.ObservedAt.IsZero() {
+		observed = now
+	}
+	str := func(v string) any {
+		if v == "" {
+			return nil
+		}
+		return v
+	}
+	var details any
+	if len(p.Details) > 0 {
+		if !json.Valid(p.Details) {
+			return mdmd.FieldError("details", "not JSON")
+		}
+		details = string(p.Details)
+	}
+	mergeDetails := "json_patch(COALESCE(device_postures.details, '{}'), excluded.details)"
+	if s.dialect == migrations.Postgres {
+		mergeDetails = "(COALESCE(device_postures.details, '{}')::jsonb || excluded.details::jsonb)::text"
+	}
+	keep := func(col string) string { return col + " = COALESCE(excluded." + col + ", device_postures." + col + ")" }
+	sql := `INSERT INTO device_postures (device_id, os_version, build_version, security_patch, passcode_present, passcode_compliant,
+    encrypted, supervised, activation_lock, compromised, details, observed_at, updated_at)
+VALUES (?, COALESCE(?, ''), COALESCE(?, ''), COALESCE(?, ''), ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (device_id) DO UPDATE SET
+    os_version = CASE WHEN excluded.os_version = '' THEN device_postures.os_version ELSE excluded.os_version END,
+    build_version = CASE WHEN excluded.build_version = '' THEN device_postures.build_version ELSE excluded.build_version END,
+    security_patch = CASE WHEN excluded.security_patch = '' THEN device_postures.security_patch ELSE excluded.security_patch END,
+    ` + strings.Join([]string{keep("passcode_present"), keep("passcode_compliant"), keep("encrypted"), keep("supervised"),
+		keep("activation_lock"), keep("compromised")}, ",\n    ") + `,
+    details = CASE WHEN excluded.details IS NULL THEN device_postures.details ELSE ` + mergeDetails + ` END,
+    observed_at = excluded.observed_at, updated_at = excluded.updated_at`
+	upsert := func(tx *Store) error {
+		return dbErr(tx.db.WithContext(ctx).Exec(sql, p.DeviceID, str(p.OSVersion), str(p.BuildVersion), str(p.SecurityPatch),
+			p.PasscodePresent, p.PasscodeCompliant, p.Encrypted, p.Supervised, p.ActivationLock, p.Compromised,
+			details, observed, now).Error, "posture")
+	}
+	if p.OSVersion == "" {
+		return upsert(s)
+	}
 	return s.Tx(ctx, func(tx *Store) error {
-		now := tx.Now()
-		var cur mdmd.Posture
-		err := tx.table(ctx, "device_postures").Where("device_id = ?", p.DeviceID).Take(&cur).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			cur = mdmd.Posture{DeviceID: p.DeviceID}
-		} else if err != nil {
-			return dbErr(err, "posture")
+		if err := upsert(tx); err != nil {
+			return err
 		}
-		merge := func(dst *string, v string) {
-			if v != "" {
-				*dst = v
-			}
-		}
-		mergeB := func(dst **bool, v *bool) {
-			if v != nil {
-				*dst = v
-			}
-		}
-		merge(&cur.OSVersion, p.OSVersion)
-		merge(&cur.BuildVersion, p.BuildVersion)
-		merge(&cur.SecurityPatch, p.SecurityPatch)
-		mergeB(&cur.PasscodePresent, p.PasscodePresent)
-		mergeB(&cur.PasscodeCompliant, p.PasscodeCompliant)
-		mergeB(&cur.Encrypted, p.Encrypted)
-		mergeB(&cur.Supervised, p.Supervised)
-		mergeB(&cur.ActivationLock, p.ActivationLock)
-		mergeB(&cur.Compromised, p.Compromised)
-		if len(p.Details) > 0 {
-			cur.Details = mergeJSON(cur.Details, p.Details)
-		}
-		cur.ObservedAt = utc(p.ObservedAt)
-		if p.ObservedAt.IsZero() {
-			cur.ObservedAt = now
-		}
-		cur.UpdatedAt = now
-		err = tx.table(ctx, "device_postures").Clauses(clause.OnConflict{UpdateAll: true}).Create(&cur).Error
-		if err != nil {
-			return dbErr(err, "posture")
-		}
-		*p = cur
-		if cur.OSVersion != "" {
-			return dbErr(tx.table(ctx, "devices").Where("id = ?", p.DeviceID).
-				Updates(map[string]any{"os_version": cur.OSVersion, "updated_at": now}).Error, "device")
-		}
-		return nil
+		return dbErr(tx.table(ctx, "devices").Where("id = ?", p.DeviceID).
+			Updates(map[string]any{"os_version": p.OSVersion, "updated_at": now}).Error, "device")
 	})
 }
 
@@ -511,23 +526,4 @@ func (s *Store) GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture,
 	var p mdmd.Posture
 	err := s.table(ctx, "device_postures").Where("device_id = ?", deviceID).Take(&p).Error
 	return &p, dbErr(err, "posture")
-}
-
-// mergeJSON merges the keys of the object upd into the object base.
-func mergeJSON(base, upd []byte) []byte {
-	m := map[string]any{}
-	if len(base) > 0 {
-		if err := json.Unmarshal(base, &m); err != nil {
-			m = map[string]any{}
-		}
-	}
-	var u map[string]any
-	if err := json.Unmarshal(upd, &u); err != nil {
-		return upd
-	}
-	for k, v := range u {
-		m[k] = v
-	}
-	out, _ := json.Marshal(m)
-	return out
 }

@@ -100,23 +100,26 @@ func (s *Store) RecordCommandResult(ctx context.Context, deviceID, commandID str
 		return nil, mdmd.FieldError("status", "a device cannot report %q", r.Status)
 	}
 	now := s.Now()
-	set := map[string]any{"status": string(r.Status), "updated_at": now, "result": r.Raw, "error": r.Error}
+	var completed any
 	if r.Status.Final() {
-		set["completed_at"] = now
+		completed = now
 	}
-	res := s.table(ctx, "commands").
-		Where("id = ? AND device_id = ? AND status IN ?", commandID, deviceID, activeStatuses).Updates(set)
-	if res.Error != nil {
-		return nil, dbErr(res.Error, "command")
+	var out []mdmd.Command
+	err := s.db.WithContext(ctx).Raw(`UPDATE commands SET status = ?, updated_at = ?, result = ?, error = ?,
+    completed_at = COALESCE(?, completed_at)
+WHERE id = ? AND device_id = ? AND status IN ? RETURNING *`,
+		string(r.Status), now, r.Raw, r.Error, completed, commandID, deviceID, activeStatuses).Scan(&out).Error
+	if err != nil {
+		return nil, dbErr(err, "command")
 	}
-	if res.RowsAffected == 0 {
+	if len(out) == 0 {
 		c, err := s.GetCommand(ctx, commandID)
 		if err != nil || c.DeviceID != deviceID {
 			return nil, mdmd.Errorf(mdmd.ENotFound, "command not found")
 		}
 		return nil, mdmd.Errorf(mdmd.EConflict, "command %s already has a final status (%s)", commandID, c.Status)
 	}
-	return s.GetCommand(ctx, commandID)
+	return &out[0], nil
 }
 
 // CancelCommand cancels a command that has no final answer yet.

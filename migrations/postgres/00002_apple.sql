@@ -72,7 +72,7 @@ CREATE TABLE device_postures (
     supervised               BOOLEAN,
     activation_lock          BOOLEAN,
     compromised              BOOLEAN,
-    details                  BYTEA,
+    details                  TEXT, -- a JSON object, merged key by key
     observed_at              TIMESTAMPTZ NOT NULL,
     updated_at               TIMESTAMPTZ NOT NULL
 );

@@ -72,7 +72,7 @@ CREATE TABLE device_postures (
     supervised               BOOLEAN,
     activation_lock          BOOLEAN,
     compromised              BOOLEAN,
-    details                  BLOB,
+    details                  TEXT, -- a JSON object, merged key by key
     observed_at              DATETIME NOT NULL,
     updated_at               DATETIME NOT NULL
 );
