@@ -104,19 +104,19 @@ type AppleTokenUpdate struct {
 // Posture is a device's latest security-relevant state. Nil means not
 // reported yet; only reported values overwrite stored ones.
 type Posture struct {
-	DeviceID          string          `json:"device_id" gorm:"column:device_id;primaryKey"`
-	OSVersion         string          `json:"os_version,omitempty" gorm:"column:os_version"`
-	BuildVersion      string          `json:"build_version,omitempty" gorm:"column:build_version"`
-	SecurityPatch     string          `json:"security_patch,omitempty" gorm:"column:security_patch"`
-	PasscodePresent   *bool           `json:"passcode_present,omitempty" gorm:"column:passcode_present"`
-	PasscodeCompliant *bool           `json:"passcode_compliant,omitempty" gorm:"column:passcode_compliant"`
-	Encrypted         *bool           `json:"encrypted,omitempty" gorm:"column:encrypted"`
-	Supervised        *bool           `json:"supervised,omitempty" gorm:"column:supervised"`
-	ActivationLock    *bool           `json:"activation_lock,omitempty" gorm:"column:activation_lock"`
-	Compromised       *bool           `json:"compromised,omitempty" gorm:"column:compromised"`
-	Details           RawJSON         `json:"details,omitempty" gorm:"column:details"`
-	ObservedAt        time.Time       `json:"observed_at" gorm:"column:observed_at"`
-	UpdatedAt         time.Time       `json:"updated_at" gorm:"column:updated_at"`
+	DeviceID          string    `json:"device_id" gorm:"column:device_id;primaryKey"`
+	OSVersion         string    `json:"os_version,omitempty" gorm:"column:os_version"`
+	BuildVersion      string    `json:"build_version,omitempty" gorm:"column:build_version"`
+	SecurityPatch     string    `json:"security_patch,omitempty" gorm:"column:security_patch"`
+	PasscodePresent   *bool     `json:"passcode_present,omitempty" gorm:"column:passcode_present"`
+	PasscodeCompliant *bool     `json:"passcode_compliant,omitempty" gorm:"column:passcode_compliant"`
+	Encrypted         *bool     `json:"encrypted,omitempty" gorm:"column:encrypted"`
+	Supervised        *bool     `json:"supervised,omitempty" gorm:"column:supervised"`
+	ActivationLock    *bool     `json:"activation_lock,omitempty" gorm:"column:activation_lock"`
+	Compromised       *bool     `json:"compromised,omitempty" gorm:"column:compromised"`
+	Details           RawJSON   `json:"details,omitempty" gorm:"column:details"`
+	ObservedAt        time.Time `json:"observed_at" gorm:"column:observed_at"`
+	UpdatedAt         time.Time `json:"updated_at" gorm:"column:updated_at"`
 }
 
 // Push results.
