@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/migrations"
 )
 
 var activeStatuses = []string{string(mdmd.CommandQueued), string(mdmd.CommandSent), string(mdmd.CommandNotNow)}
@@ -67,16 +68,31 @@ func (s *Store) NextCommandAfterNotNow(ctx context.Context, deviceID string) (*m
 }
 
 func (s *Store) nextCommand(ctx context.Context, deviceID string, skip, statuses []string) (*mdmd.Command, error) {
-	// One statement: pick and mark in a single round trip. The subquery
-	// reads the partial queue index (device_id, priority, created_at).
 	now := s.Now()
 	pick := "SELECT id FROM commands WHERE device_id = ? AND status IN ?"
-	args := []any{mdmd.CommandSent, now, now, deviceID, statuses}
+	pickArgs := []any{deviceID, statuses}
 	if len(skip) > 0 {
 		pick += " AND id NOT IN ?"
-		args = append(args, skip)
+		pickArgs = append(pickArgs, skip)
 	}
 	pick += " ORDER BY priority DESC, created_at, id LIMIT 1"
+	args := append([]any{mdmd.CommandSent, now, now}, pickArgs...)
+	if s.dialect == migrations.SQLite {
+		// SQLite has one writer at a time, and an UPDATE takes the write
+		// lock even when it matches nothing. Most check-ins find an empty
+		// queue, so look first with a read; the UPDATE below re-checks.
+		var id string
+		err := s.db.WithContext(ctx).Raw(pick, pickArgs...).Scan(&id).Error
+		if err != nil {
+			return nil, dbErr(err, "command")
+		}
+		if id == "" {
+			return nil, nil
+		}
+	}
+	// One statement picks and marks the command: on PostgreSQL a single
+	// round trip. The subquery reads the partial queue index
+	// (device_id, priority, created_at).
 	var out []mdmd.Command
 	err := s.db.WithContext(ctx).Raw(`UPDATE commands SET status = ?, sent_at = ?, updated_at = ?, deliveries = deliveries + 1
 WHERE id = (`+pick+`) RETURNING *`, args...).Scan(&out).Error
