@@ -38,6 +38,7 @@ type Config struct {
 	Org             string
 	APNsURL         string
 	APNsCAFile      string
+	APNsConcurrency int
 	TrustedProxies  []*net.IPNet
 	ChallengeTTL    time.Duration
 
@@ -161,6 +162,8 @@ func settings() []setting {
 			}},
 		{"apns-ca-file", "MDMD_APNS_CA_FILE", "", "PEM roots to trust for the push endpoint instead of the system's",
 			str(func(c *Config) *string { return &c.APNsCAFile })},
+		{"apns-concurrency", "MDMD_APNS_CONCURRENCY", "64", "pushes in flight to APNs at once, per replica",
+			num(func(c *Config, n int64) { c.APNsConcurrency = int(n) }, 1, 1000)},
 		{"trusted-proxies", "MDMD_TRUSTED_PROXIES", "", "comma-separated CIDRs of TLS-terminating proxies whose X-Forwarded-Proto and Client-Cert (RFC 9440) headers are believed",
 			func(c *Config, v string) error {
 				c.TrustedProxies = nil

@@ -290,7 +290,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 			return errors.New("invalid --apns-ca-file (MDMD_APNS_CA_FILE): no PEM certificates in it")
 		}
 	}
-	pusher := apns.New(st, box, apns.Config{URL: s.cfg.APNsURL, RootCAs: apnsRoots, Logger: s.log.With("component", "apns")})
+	pusher := apns.New(st, box, apns.Config{URL: s.cfg.APNsURL, RootCAs: apnsRoots, Concurrency: s.cfg.APNsConcurrency,
+		Logger: s.log.With("component", "apns")})
 	enrollment := enroll.New(st, ids, pusher, enroll.Config{PublicURL: s.cfg.PublicURL, Organization: s.cfg.Org,
 		ChallengeTTL: s.cfg.ChallengeTTL}, s.log.With("component", "enroll"))
 	cmds := commands.NewService(st, runner, box)

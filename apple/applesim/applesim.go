@@ -45,7 +45,13 @@ type Posture struct {
 	EncryptionCaps int
 	Supervised     bool
 	ActivationLock bool
+	// Jailbroken is not reported over MDM (iOS has no such query); a
+	// simulated mobile threat defense partner reads it from the device.
+	Jailbroken bool
 }
+
+// Posture returns what the device currently reports about itself.
+func (d *Device) Posture() Posture { return d.currentPosture() }
 
 // DefaultPosture is a healthy, current iPhone.
 var DefaultPosture = Posture{OSVersion: "18.1", BuildVersion: "22B83", ProductName: "iPhone16,2", ModelName: "iPhone",
@@ -396,6 +402,15 @@ func (d *Device) checkin(ctx context.Context, msg map[string]any) error {
 		return fmt.Errorf("check-in %s: %d: %s", msg["MessageType"], status, raw)
 	}
 	return nil
+}
+
+// CheckIn sends a check-in message and returns the status and body.
+func (d *Device) CheckIn(ctx context.Context, msg map[string]any) (int, []byte, error) {
+	body, err := plist.Marshal(msg)
+	if err != nil {
+		return 0, nil, err
+	}
+	return d.Do(ctx, d.checkinURL, "application/x-apple-aspen-mdm-checkin", body)
 }
 
 // CheckOut tells the server the device left management.

@@ -46,7 +46,16 @@ type Server struct {
 	unregistered map[string]bool
 	failures     []int // statuses to answer next, in order
 	onPush       func(Push)
+	delay        time.Duration
+	inFlight     int
+	maxInFlight  int
 }
+
+// SetDelay makes every answer wait d (to observe concurrency).
+func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock() }
+
+// MaxInFlight is the most requests the server has handled at once.
+func (s *Server) MaxInFlight() int { s.mu.Lock(); defer s.mu.Unlock(); return s.maxInFlight }
 
 // Start runs a fake APNs on 127.0.0.1 with HTTP/2 and TLS.
 func Start() *Server {
@@ -122,6 +131,15 @@ func reply(w http.ResponseWriter, id string, status int, reason string) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+	delay := s.delay
+	s.mu.Unlock()
+	defer func() { s.mu.Lock(); s.inFlight--; s.mu.Unlock() }()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
 	id := r.Header.Get("apns-id")
 	if id == "" {
 		id = apnsID()
