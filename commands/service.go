@@ -183,6 +183,32 @@ var QueryKinds = map[string]AppleCommand{
 	"certificate_list":       CertificateList{},
 }
 
+type queryInput struct {
+	Queries []string `json:"queries"`
+	Push    *bool    `json:"push"`
+}
+
+// decodeQueries reads a query action: the named queries (by default device
+// information, security info and the profile list) as commands.
+func decodeQueries(r *http.Request) (*queryInput, []AppleCommand, error) {
+	var in queryInput
+	if err := web.DecodeJSON(r, &in); err != nil {
+		return nil, nil, err
+	}
+	if len(in.Queries) == 0 {
+		in.Queries = []string{"device_information", "security_info", "profile_list"}
+	}
+	cmds := make([]AppleCommand, 0, len(in.Queries))
+	for _, q := range in.Queries {
+		c, ok := QueryKinds[q]
+		if !ok {
+			return nil, nil, mdmd.FieldError("queries", "unknown query %q", q)
+		}
+		cmds = append(cmds, c)
+	}
+	return &in, cmds, nil
+}
+
 // RegisterAPI adds the device action routes.
 func (s *Service) RegisterAPI(reg web.Registrar) {
 	respond := func(w http.ResponseWriter, cmds []*mdmd.Command) {
@@ -195,23 +221,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 	pushOf := func(p *bool) bool { return p == nil || *p }
 
 	reg.HandleJSON("POST", "/devices/{id}/actions/query", mdmd.PermCommandsQuery, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			Queries []string `json:"queries"`
-			Push    *bool    `json:"push"`
-		}
-		if err := web.DecodeJSON(r, &in); err != nil {
+		in, cmds, err := decodeQueries(r)
+		if err != nil {
 			return err
-		}
-		if len(in.Queries) == 0 {
-			in.Queries = []string{"device_information", "security_info", "profile_list"}
-		}
-		var cmds []AppleCommand
-		for _, q := range in.Queries {
-			c, ok := QueryKinds[q]
-			if !ok {
-				return mdmd.FieldError("queries", "unknown query %q", q)
-			}
-			cmds = append(cmds, c)
 		}
 		id := chi.URLParam(r, "id")
 		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), cmds...)
@@ -223,23 +235,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.HandleJSON("POST", "/groups/{id}/actions/query", mdmd.PermCommandsQuery, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			Queries []string `json:"queries"`
-			Push    *bool    `json:"push"`
-		}
-		if err := web.DecodeJSON(r, &in); err != nil {
+		in, cmds, err := decodeQueries(r)
+		if err != nil {
 			return err
-		}
-		if len(in.Queries) == 0 {
-			in.Queries = []string{"device_information", "security_info", "profile_list"}
-		}
-		var cmds []AppleCommand
-		for _, q := range in.Queries {
-			c, ok := QueryKinds[q]
-			if !ok {
-				return mdmd.FieldError("queries", "unknown query %q", q)
-			}
-			cmds = append(cmds, c)
 		}
 		id := chi.URLParam(r, "id")
 		n, err := s.EnqueueAppleToGroup(r.Context(), id, by(r), pushOf(in.Push), cmds...)
