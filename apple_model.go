@@ -136,6 +136,9 @@ type PushRecord struct {
 	APNsID   string    `json:"apns_id,omitempty" gorm:"column:apns_id"`
 	Reason   string    `json:"reason,omitempty" gorm:"column:reason"`
 	Result   string    `json:"result" gorm:"column:result"`
+	// Token is the push token the push went to (not stored): a 410 for an
+	// old token must not invalidate a newer one.
+	Token string `json:"-" gorm:"-"`
 }
 
 // AppleEnrollmentProfileID is the PayloadIdentifier of mdmd's enrollment

@@ -442,11 +442,22 @@ func (s *Store) RecordPushes(ctx context.Context, recs []mdmd.PushRecord) error 
 				at = r.At
 			}
 		}
+		for _, r := range recs {
+			if r.Result != mdmd.PushUnregistered {
+				continue
+			}
+			// Only the token APNs refused: the device may have sent a new
+			// one since (TokenUpdate) that must stay valid.
+			q := tx.table(ctx, "apple_enrollments").Where("device_id = ?", r.DeviceID)
+			if r.Token != "" {
+				q = q.Where("push_token = ?", r.Token)
+			}
+			if err := q.Update("token_valid", false).Error; err != nil {
+				return dbErr(err, "enrollment")
+			}
+		}
 		for result, ids := range byResult {
 			set := map[string]any{"last_push_at": at, "last_push_result": result}
-			if result == mdmd.PushUnregistered {
-				set["token_valid"] = false
-			}
 			for lo := 0; lo < len(ids); lo += 500 {
 				if err := tx.table(ctx, "apple_enrollments").Where("device_id IN ?", ids[lo:min(lo+500, len(ids))]).
 					Updates(set).Error; err != nil {

@@ -56,6 +56,9 @@ func seedFleet(b *testing.B, st *storage.Store, n int) []string {
 						return err
 					}
 					if k < 5 {
+						if _, err := tx.NextCommand(ctx, d.ID, nil); err != nil {
+							return err
+						}
 						if _, err := tx.RecordCommandResult(ctx, d.ID, c.ID, mdmd.CommandResult{Status: mdmd.CommandAcknowledged}); err != nil {
 							return err
 						}

@@ -10,6 +10,9 @@ import (
 
 var activeStatuses = []string{string(mdmd.CommandQueued), string(mdmd.CommandSent), string(mdmd.CommandNotNow)}
 
+// deliveredStatuses are the open statuses of a command the device has seen.
+var deliveredStatuses = []string{string(mdmd.CommandSent), string(mdmd.CommandNotNow)}
+
 // EnqueueCommand queues a command for its device. It assigns an ID when
 // none is set; an unknown device is not found.
 func (s *Store) EnqueueCommand(ctx context.Context, c *mdmd.Command) error {
@@ -53,9 +56,19 @@ func (s *Store) GetCommand(ctx context.Context, id string) (*mdmd.Command, error
 
 // NextCommand hands the device its next active command, highest priority
 // first and then oldest, skipping the IDs in skip. It marks the command
-// sent and returns nil when nothing is queued.
+// sent and returns nil when nothing is queued. It is the start of a device
+// connection (Idle): commands the device deferred with NotNow in an
+// earlier connection are queued again, so that NextCommandAfterNotNow
+// skips only those deferred in this one.
 func (s *Store) NextCommand(ctx context.Context, deviceID string, skip []string) (*mdmd.Command, error) {
-	return s.nextCommand(ctx, deviceID, skip, activeStatuses)
+	c, err := s.nextCommand(ctx, deviceID, skip, activeStatuses)
+	if err != nil || c == nil {
+		// No command at all means none is deferred either: nothing to reset.
+		return c, err
+	}
+	err = s.table(ctx, "commands").Where("device_id = ? AND status = ? AND id <> ?", deviceID, mdmd.CommandNotNow, c.ID).
+		Updates(map[string]any{"status": string(mdmd.CommandQueued), "updated_at": s.Now()}).Error
+	return c, dbErr(err, "commands")
 }
 
 // NextCommandAfterNotNow is NextCommand within a connection, after the
@@ -106,9 +119,10 @@ WHERE id = (`+pick+`) RETURNING *`, args...).Scan(&out).Error
 }
 
 // RecordCommandResult stores a device's answer. The command must belong to
-// that device (a device can never answer for another: it is not found) and
-// still be active (a second final answer is a conflict). NotNow keeps the
-// command queued; the other statuses complete it.
+// that device (a device can never answer for another: it is not found),
+// must have been delivered to it (a result for a command it was never sent
+// is not found either) and must still be open (a second final answer is a
+// conflict). NotNow keeps the command queued; the other statuses complete it.
 func (s *Store) RecordCommandResult(ctx context.Context, deviceID, commandID string, r mdmd.CommandResult) (*mdmd.Command, error) {
 	switch r.Status {
 	case mdmd.CommandAcknowledged, mdmd.CommandError, mdmd.CommandFormatError, mdmd.CommandNotNow:
@@ -124,14 +138,14 @@ func (s *Store) RecordCommandResult(ctx context.Context, deviceID, commandID str
 	err := s.db.WithContext(ctx).Raw(`UPDATE commands SET status = ?, updated_at = ?, result = ?, error = ?,
     completed_at = COALESCE(?, completed_at)
 WHERE id = ? AND device_id = ? AND status IN ? RETURNING *`,
-		string(r.Status), now, r.Raw, r.Error, completed, commandID, deviceID, activeStatuses).Scan(&out).Error
+		string(r.Status), now, r.Raw, r.Error, completed, commandID, deviceID, deliveredStatuses).Scan(&out).Error
 	if err != nil {
 		return nil, dbErr(err, "command")
 	}
 	if len(out) == 0 {
 		c, err := s.GetCommand(ctx, commandID)
-		if err != nil || c.DeviceID != deviceID {
-			return nil, mdmd.Errorf(mdmd.ENotFound, "command not found")
+		if err != nil || c.DeviceID != deviceID || c.Status == mdmd.CommandQueued {
+			return nil, mdmd.Errorf(mdmd.ENotFound, "command not found among those sent to this device")
 		}
 		return nil, mdmd.Errorf(mdmd.EConflict, "command %s already has a final status (%s)", commandID, c.Status)
 	}

@@ -311,7 +311,7 @@ func (s *Service) pushOne(ctx context.Context, client *apns2.Client, topic strin
 	payload, _ := json.Marshal(map[string]string{"mdm": t.PushMagic})
 	n := &apns2.Notification{DeviceToken: t.PushToken, Topic: topic, Payload: payload, Priority: apns2.PriorityHigh,
 		PushType: apns2.PushTypeMDM, Expiration: time.Now().Add(24 * time.Hour)}
-	rec := mdmd.PushRecord{DeviceID: t.DeviceID}
+	rec := mdmd.PushRecord{DeviceID: t.DeviceID, Token: t.PushToken}
 	for attempt := 1; ; attempt++ {
 		resp, err := client.PushWithContext(ctx, n)
 		rec.At = time.Now()

@@ -207,13 +207,18 @@ func testPushes(t *testing.T, s *storage.Store) {
 	if e, _ := s.GetAppleEnrollment(ctx, dev.ID); !e.TokenValid || e.LastPushResult != mdmd.PushSent || e.LastPushAt == nil {
 		t.Fatalf("after a sent push: %+v", e)
 	}
-	must(t, s.RecordPushes(ctx, []mdmd.PushRecord{{DeviceID: dev.ID, At: time.Now().Add(time.Second), Status: 410, Reason: "Unregistered", Result: mdmd.PushUnregistered}}))
+	// A 410 for a token the device has since replaced changes nothing.
+	must(t, s.RecordPushes(ctx, []mdmd.PushRecord{{DeviceID: dev.ID, Token: "old", At: time.Now(), Status: 410, Result: mdmd.PushUnregistered}}))
+	if e, _ := s.GetAppleEnrollment(ctx, dev.ID); !e.TokenValid {
+		t.Fatal("a 410 for an old token invalidated the current one")
+	}
+	must(t, s.RecordPushes(ctx, []mdmd.PushRecord{{DeviceID: dev.ID, Token: "bb", At: time.Now().Add(time.Second), Status: 410, Reason: "Unregistered", Result: mdmd.PushUnregistered}}))
 	if e, _ := s.GetAppleEnrollment(ctx, dev.ID); e.TokenValid || e.LastPushResult != mdmd.PushUnregistered {
 		t.Fatalf("after 410: %+v", e)
 	}
 	recs, err := s.ListPushes(ctx, dev.ID, 10)
 	must(t, err)
-	if len(recs) != 2 || recs[0].Status != 410 || recs[1].APNsID != "a1" {
+	if len(recs) != 3 || recs[0].Status != 410 || recs[2].APNsID != "a1" {
 		t.Fatalf("push log = %+v", recs)
 	}
 	if err := s.RecordPushes(ctx, []mdmd.PushRecord{{DeviceID: dev.ID, Result: "maybe"}}); err == nil {

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *storage.Store) {
 		{"Groups", testGroups},
 		{"CommandQueue", testCommandQueue},
 		{"CommandResults", testCommandResults},
+		{"NotNowAcrossConnections", testNotNowAcrossConnections},
 		{"CommandPrune", testCommandPrune},
 		{"Audit", testAudit},
 		{"AuditConcurrent", testAuditConcurrent},
@@ -475,7 +476,10 @@ func testCommandResults(t *testing.T, s *storage.Store) {
 	must(t, s.CreateDevice(ctx, other))
 	c := &mdmd.Command{DeviceID: d.ID, RequestType: "DeviceInformation"}
 	must(t, s.EnqueueCommand(ctx, c))
-	_, err := s.NextCommand(ctx, d.ID, nil)
+	// A device cannot answer a command it was never sent.
+	_, err := s.RecordCommandResult(ctx, d.ID, c.ID, mdmd.CommandResult{Status: mdmd.CommandAcknowledged})
+	wantCode(t, err, mdmd.ENotFound)
+	_, err = s.NextCommand(ctx, d.ID, nil)
 	must(t, err)
 
 	// Another device cannot answer for this one: the command does not exist for it.
@@ -512,13 +516,49 @@ func testCommandResults(t *testing.T, s *storage.Store) {
 	}
 }
 
+// testNotNowAcrossConnections: a command deferred in one connection is
+// skipped for the rest of that connection only.
+func testNotNowAcrossConnections(t *testing.T, s *storage.Store) {
+	d := iosDevice("NN1")
+	must(t, s.CreateDevice(ctx, d))
+	info := &mdmd.Command{DeviceID: d.ID, RequestType: "SecurityInfo"}
+	must(t, s.EnqueueCommand(ctx, info))
+	// Connection 1: the device defers it; nothing else to do.
+	c, err := s.NextCommand(ctx, d.ID, nil)
+	must(t, err)
+	_, err = s.RecordCommandResult(ctx, d.ID, c.ID, mdmd.CommandResult{Status: mdmd.CommandNotNow})
+	must(t, err)
+	if c, _ := s.NextCommandAfterNotNow(ctx, d.ID); c != nil {
+		t.Fatalf("deferred command handed out again in the same connection: %s", c.RequestType)
+	}
+	// Connection 2: a more urgent command goes first; after it, the command
+	// deferred in connection 1 is due again.
+	lock := &mdmd.Command{DeviceID: d.ID, RequestType: "DeviceLock", Priority: 90}
+	must(t, s.EnqueueCommand(ctx, lock))
+	c, err = s.NextCommand(ctx, d.ID, nil)
+	must(t, err)
+	if c.ID != lock.ID {
+		t.Fatalf("first of connection 2 = %s", c.RequestType)
+	}
+	_, err = s.RecordCommandResult(ctx, d.ID, lock.ID, mdmd.CommandResult{Status: mdmd.CommandAcknowledged})
+	must(t, err)
+	c, err = s.NextCommandAfterNotNow(ctx, d.ID)
+	must(t, err)
+	if c == nil || c.ID != info.ID || c.Deliveries != 2 {
+		t.Fatalf("after the lock in connection 2 = %+v, want the deferred SecurityInfo again", c)
+	}
+}
+
 func testCommandPrune(t *testing.T, s *storage.Store) {
 	d := iosDevice("P1")
 	must(t, s.CreateDevice(ctx, d))
-	done := &mdmd.Command{DeviceID: d.ID, RequestType: "A"}
+	done := &mdmd.Command{DeviceID: d.ID, RequestType: "A", Priority: 1}
 	open := &mdmd.Command{DeviceID: d.ID, RequestType: "B"}
 	must(t, s.EnqueueCommand(ctx, done))
 	must(t, s.EnqueueCommand(ctx, open))
+	if c, _ := s.NextCommand(ctx, d.ID, nil); c.ID != done.ID {
+		t.Fatal("unexpected delivery order")
+	}
 	_, err := s.RecordCommandResult(ctx, d.ID, done.ID, mdmd.CommandResult{Status: mdmd.CommandAcknowledged})
 	must(t, err)
 	n, err := s.PruneCommands(ctx, time.Now().Add(-time.Hour))
