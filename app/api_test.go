@@ -232,6 +232,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 	f.mustDo(201, "POST", "/api/v1/enrollment-links", f.Token, map[string]any{"one_time": false}).json(t, &link)
 
 	// victim makes a fresh object for routes that destroy their target.
+	victims := 0
 	victim := func(role mdmd.Role, kind string) string {
 		switch kind {
 		case "token":
@@ -253,7 +254,8 @@ func TestRoleRouteMatrix(t *testing.T) {
 			f.mustDo(201, "POST", "/api/v1/enrollment-links", f.Token, map[string]any{}).json(t, &l)
 			return l.Link.ID
 		case "device":
-			udid := "victim-" + string(role)
+			victims++
+			udid := fmt.Sprintf("victim-%s-%d", role, victims)
 			d := &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Ownership: mdmd.OwnershipCorporate, EnrollmentState: mdmd.EnrollmentUnenrolled}
 			if err := f.srv.Store().CreateDevice(ctx, d); err != nil {
 				t.Fatal(err)
@@ -313,6 +315,8 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"DELETE /api/v1/profiles/{id}/assignments":         {prof, assignment},
 		"GET /api/v1/devices/{id}/profiles":                {dev, nil},
 		"POST /api/v1/devices/{id}/actions/sync-profiles":  {dev, map[string]any{}},
+		"POST /api/v1/devices/{id}/actions/renew-identity": {dev, map[string]any{}},
+		"POST /api/v1/devices/{id}/actions/retire":         {func(r mdmd.Role) string { return victim(r, "device") }, map[string]any{"reason": "matrix"}},
 	}
 	routes := f.srv.APIRoutes()
 	if len(routes) != len(calls) {

@@ -297,6 +297,11 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	cmds := commands.NewService(st, runner, box)
 	profileSvc := profiles.NewService(st, cmds, runner, ids, s.cfg.Org, s.log.With("component", "profiles"))
 	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
+	runner.Register(enroll.RenewJob, func(ctx context.Context, _ *mdmd.Job) error {
+		_, err := enrollment.RenewExpiring(ctx, st, cmds)
+		return err
+	})
+	runner.Every(enroll.RenewJob, 6*time.Hour)
 	mdmSvc := mdm.New(st, ids.CA.Cert, box, mdm.Options{TrustedProxies: s.cfg.TrustedProxies, Observer: profileSvc,
 		Logger: s.log.With("component", "mdm")})
 	runner.Register(commands.PushJob, func(ctx context.Context, j *mdmd.Job) error {
@@ -318,7 +323,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
-		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc}, Membership: profileSvc})
+		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
+			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}}, Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
 	s.mu.Unlock()

@@ -22,6 +22,7 @@ type Store interface {
 	GetGroup(ctx context.Context, id string) (*mdmd.Group, error)
 	ListDevices(ctx context.Context, f mdmd.DeviceFilter) ([]mdmd.Device, string, error)
 	GetAppleEnrollment(ctx context.Context, deviceID string) (*mdmd.AppleEnrollment, error)
+	EndAppleEnrollment(ctx context.Context, deviceID string, state mdmd.EnrollmentState) error
 }
 
 // JobQueue queues durable background work (the push that wakes a device).
@@ -299,6 +300,34 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		}
 		reg.Audit(r, "device.clear_passcode", "device", id, mdmd.OutcomeSuccess, "", nil)
 		respond(w, out)
+		return nil
+	})
+	// Retire ends management on the server's side for a device that is gone
+	// (lost, reset without checking out): its identity stops working and
+	// it may enroll again, with any link.
+	reg.HandleJSON("POST", "/devices/{id}/actions/retire", mdmd.PermDevicesDelete, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Reason string `json:"reason"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
+			return mdmd.FieldError("reason", "required, at most 500 characters")
+		}
+		id := chi.URLParam(r, "id")
+		d, err := s.st.GetDevice(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if d.Platform != mdmd.PlatformIOS {
+			return mdmd.Errorf(mdmd.EConflict, "retire applies to iOS devices; Android devices are deleted through AMAPI")
+		}
+		if err := s.st.EndAppleEnrollment(r.Context(), id, mdmd.EnrollmentUnenrolled); err != nil {
+			return err
+		}
+		reg.Audit(r, "device.retire", "device", id, mdmd.OutcomeSuccess, in.Reason, nil)
+		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
 	reg.HandleJSON("POST", "/devices/{id}/actions/wipe", mdmd.PermCommandsWipe, func(w http.ResponseWriter, r *http.Request) error {

@@ -31,7 +31,7 @@ type Store interface {
 	ListEnrollmentLinks(ctx context.Context, platform mdmd.Platform) ([]mdmd.EnrollmentLink, error)
 	RevokeEnrollmentLink(ctx context.Context, id string) (*mdmd.EnrollmentLink, error)
 	CreateSCEPChallenge(ctx context.Context, linkID, hash string, expires time.Time) error
-	RedeemSCEPChallenge(ctx context.Context, hash string) (*mdmd.EnrollmentLink, error)
+	IssueDeviceCert(ctx context.Context, challengeHash string, c *mdmd.DeviceCert) error
 	RecordDeviceCert(ctx context.Context, c *mdmd.DeviceCert) error
 	RenewalTarget(ctx context.Context, fingerprint string) (string, error)
 }

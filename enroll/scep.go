@@ -95,28 +95,20 @@ func (s *Service) pkiOperation(r *http.Request, raw []byte) ([]byte, error) {
 	if k, ok := csr.PublicKey.(*rsa.PublicKey); !ok || k.N.BitLen() < 2048 {
 		return fail(fmt.Errorf("key must be RSA of at least 2048 bits"), scep.BadAlg)
 	}
-	cert := &mdmd.DeviceCert{}
+	var signer *x509.Certificate
 	switch msg.MessageType {
 	case scep.PKCSReq:
-		link, err := s.st.RedeemSCEPChallenge(r.Context(), hashSecret(msg.CSRReqMessage.ChallengePassword))
-		if err != nil {
-			return fail(err, scep.BadRequest)
+		if msg.CSRReqMessage.ChallengePassword == "" {
+			return fail(fmt.Errorf("no challenge password"), scep.BadRequest)
 		}
-		cert.EnrollmentLinkID = &link.ID
 	case scep.RenewalReq:
-		signer, err := renewalSigner(raw)
-		if err != nil {
+		var err error
+		if signer, err = renewalSigner(raw); err != nil {
 			return fail(err, scep.BadMessageCheck)
 		}
 		if _, err := signer.Verify(x509.VerifyOptions{Roots: s.caPool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			return fail(fmt.Errorf("renewal signer not issued by this CA: %w", err), scep.BadMessageCheck)
 		}
-		fp := apple.CertFingerprint(signer)
-		udid, err := s.st.RenewalTarget(r.Context(), fp)
-		if err != nil {
-			return fail(err, scep.BadRequest)
-		}
-		cert.Renews, cert.UDID = &fp, &udid
 	default:
 		return fail(fmt.Errorf("unsupported message type %s", msg.MessageType), scep.BadRequest)
 	}
@@ -124,10 +116,24 @@ func (s *Service) pkiOperation(r *http.Request, raw []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cert.Fingerprint, cert.Serial, cert.Subject = apple.CertFingerprint(issued), issued.SerialNumber.Text(16), issued.Subject.String()
-	cert.NotBefore, cert.NotAfter = issued.NotBefore, issued.NotAfter
-	if err := s.st.RecordDeviceCert(r.Context(), cert); err != nil {
-		return nil, err
+	cert := &mdmd.DeviceCert{Fingerprint: apple.CertFingerprint(issued), Serial: issued.SerialNumber.Text(16),
+		Subject: issued.Subject.String(), NotBefore: issued.NotBefore, NotAfter: issued.NotAfter}
+	if signer == nil {
+		// The challenge is used up only if the certificate is stored, in
+		// the same transaction.
+		if err := s.st.IssueDeviceCert(r.Context(), hashSecret(msg.CSRReqMessage.ChallengePassword), cert); err != nil {
+			return fail(err, scep.BadRequest)
+		}
+	} else {
+		fp := apple.CertFingerprint(signer)
+		udid, err := s.st.RenewalTarget(r.Context(), fp)
+		if err != nil {
+			return fail(err, scep.BadRequest)
+		}
+		cert.Renews, cert.UDID = &fp, &udid
+		if err := s.st.RecordDeviceCert(r.Context(), cert); err != nil {
+			return nil, err
+		}
 	}
 	rep, err := msg.Success(s.ids.CA.Cert, s.ids.CA.Key, issued)
 	if err != nil {

@@ -36,6 +36,7 @@ type Store interface {
 	DeleteDeviceProfile(ctx context.Context, deviceID, identifier string) error
 	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
 	GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
+	GetCommand(ctx context.Context, id string) (*mdmd.Command, error)
 }
 
 // Commander queues device commands.
@@ -138,7 +139,11 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 	}
 	byID := map[string]*mdmd.DeviceProfile{}
 	for i := range have {
-		byID[have[i].Identifier] = &have[i]
+		h := &have[i]
+		byID[h.Identifier] = h
+		if h.State == mdmd.ProfileInstalling || h.State == mdmd.ProfileRemoving {
+			s.settle(ctx, deviceID, h)
+		}
 	}
 	onDevice, known := s.installedOnDevice(ctx, deviceID)
 	var out []*mdmd.Command
@@ -175,7 +180,7 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 		}
 	}
 	for _, h := range have {
-		if wanted[h.Identifier] || h.State == mdmd.ProfileRemoving {
+		if wanted[h.Identifier] || h.State == mdmd.ProfileRemoving || h.State == "" {
 			continue
 		}
 		cmd, err := queue(commands.RemoveProfile{Identifier: h.Identifier})
@@ -194,6 +199,36 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 		return out, err
 	}
 	return out, s.cmds.Push(ctx, deviceID)
+}
+
+// settle brings an installing or removing row up to date with its command
+// when the command ended without the outcome being recorded (canceled by
+// an admin, or a crash between the result and its bookkeeping). A row
+// whose command was canceled or failed is left as failed or dropped, so
+// that this reconciliation does the work again.
+func (s *Service) settle(ctx context.Context, deviceID string, h *mdmd.DeviceProfile) {
+	cmd, err := s.st.GetCommand(ctx, h.CommandID)
+	if err == nil && !cmd.Status.Final() {
+		return // still on its way
+	}
+	ok := err == nil && cmd.Status == mdmd.CommandAcknowledged
+	switch {
+	case h.State == mdmd.ProfileRemoving && ok:
+		if err := s.st.DeleteDeviceProfile(ctx, deviceID, h.Identifier); err == nil {
+			h.State = "" // gone: not desired, nothing to remove
+		}
+	case h.State == mdmd.ProfileRemoving:
+		h.State = mdmd.ProfileInstalled // removal must be tried again
+	case ok:
+		h.State = mdmd.ProfileInstalled
+	default:
+		h.State, h.Version = mdmd.ProfileFailed, 0 // install must be tried again
+	}
+	if h.State != "" {
+		if err := s.st.PutDeviceProfile(ctx, h); err != nil {
+			s.log.Error("settling profile state failed", "device", deviceID, "err", err)
+		}
+	}
 }
 
 // Enrolled is called when a device finishes enrolling.

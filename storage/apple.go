@@ -62,7 +62,8 @@ func (s *Store) RevokeEnrollmentLink(ctx context.Context, id string) (*mdmd.Enro
 
 type scepChallenge struct {
 	ChallengeHash    string     `gorm:"column:challenge_hash;primaryKey"`
-	EnrollmentLinkID string     `gorm:"column:enrollment_link_id"`
+	EnrollmentLinkID *string    `gorm:"column:enrollment_link_id"`
+	DeviceID         *string    `gorm:"column:device_id"`
 	CreatedAt        time.Time  `gorm:"column:created_at"`
 	ExpiresAt        time.Time  `gorm:"column:expires_at"`
 	UsedAt           *time.Time `gorm:"column:used_at"`
@@ -79,20 +80,56 @@ func (s *Store) CreateSCEPChallenge(ctx context.Context, linkID, hash string, ex
 		if !l.Usable(tx.Now()) {
 			return mdmd.Errorf(mdmd.EForbidden, "enrollment link is expired, revoked or used")
 		}
-		c := scepChallenge{ChallengeHash: hash, EnrollmentLinkID: linkID, CreatedAt: tx.Now(), ExpiresAt: utc(expires)}
+		c := scepChallenge{ChallengeHash: hash, EnrollmentLinkID: &linkID, CreatedAt: tx.Now(), ExpiresAt: utc(expires)}
 		return dbErr(tx.table(ctx, "scep_challenges").Create(&c).Error, "SCEP challenge")
 	})
 }
 
-// RedeemSCEPChallenge uses a challenge once: it must exist, be unused and
-// unexpired, and its link must still be usable; the link's use count goes
-// up. Any failure changes nothing and is EForbidden with the reason.
-func (s *Store) RedeemSCEPChallenge(ctx context.Context, hash string) (*mdmd.EnrollmentLink, error) {
-	var link *mdmd.EnrollmentLink
-	err := s.Tx(ctx, func(tx *Store) error {
+// CreateRenewalChallenge stores a one-time challenge bound to an enrolled
+// device, for the enrollment profile that renews its identity.
+func (s *Store) CreateRenewalChallenge(ctx context.Context, deviceID, hash string, expires time.Time) error {
+	e, err := s.GetAppleEnrollment(ctx, deviceID)
+	if err != nil {
+		return err
+	}
+	if !e.TokenValid {
+		return mdmd.Errorf(mdmd.EConflict, "the device is not enrolled")
+	}
+	c := scepChallenge{ChallengeHash: hash, DeviceID: &deviceID, CreatedAt: s.Now(), ExpiresAt: utc(expires)}
+	return dbErr(s.table(ctx, "scep_challenges").Create(&c).Error, "SCEP challenge")
+}
+
+// PendingRenewal reports whether a device has an unused, unexpired renewal
+// challenge (a renewal on its way).
+func (s *Store) PendingRenewal(ctx context.Context, deviceID string) (bool, error) {
+	var n int64
+	err := s.table(ctx, "scep_challenges").Where("device_id = ? AND used_at IS NULL AND expires_at > ?", deviceID, s.Now()).Count(&n).Error
+	return n > 0, dbErr(err, "SCEP challenge")
+}
+
+// ExpiringAppleIdentities returns enrolled devices whose identity
+// certificate ends before the given time and that have no renewal pending.
+func (s *Store) ExpiringAppleIdentities(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.WithContext(ctx).Raw(`SELECT e.device_id FROM apple_enrollments e JOIN device_certs c ON c.fingerprint = e.cert_fingerprint
+WHERE e.token_valid = ? AND c.not_after < ? AND NOT EXISTS (
+    SELECT 1 FROM scep_challenges sc WHERE sc.device_id = e.device_id AND sc.used_at IS NULL AND sc.expires_at > ?)
+ORDER BY c.not_after LIMIT ?`, true, utc(before), s.Now(), limitOf(limit)).Scan(&ids).Error
+	return ids, dbErr(err, "enrollments")
+}
+
+// IssueDeviceCert uses a challenge once and records the certificate issued
+// with it, in one transaction: nothing is used up unless the certificate is
+// stored. The challenge must exist, be unused and unexpired. A link's
+// challenge needs the link still usable (its use count goes up) and makes
+// a certificate for a new enrollment; a device's challenge makes a renewal
+// of that device's current identity, bound to its UDID. Failures are
+// EForbidden with the reason.
+func (s *Store) IssueDeviceCert(ctx context.Context, challengeHash string, cert *mdmd.DeviceCert) error {
+	return s.Tx(ctx, func(tx *Store) error {
 		now := tx.Now()
 		var c scepChallenge
-		err := tx.table(ctx, "scep_challenges").Where("challenge_hash = ?", hash).Take(&c).Error
+		err := tx.table(ctx, "scep_challenges").Where("challenge_hash = ?", challengeHash).Take(&c).Error
 		if errors.Is(err, gorm.ErrRecordNotFound) {
 			return mdmd.Errorf(mdmd.EForbidden, "unknown challenge")
 		}
@@ -105,26 +142,34 @@ func (s *Store) RedeemSCEPChallenge(ctx context.Context, hash string) (*mdmd.Enr
 		case !now.Before(c.ExpiresAt):
 			return mdmd.Errorf(mdmd.EForbidden, "challenge expired")
 		}
-		res := tx.table(ctx, "scep_challenges").Where("challenge_hash = ? AND used_at IS NULL", hash).Update("used_at", now)
+		res := tx.table(ctx, "scep_challenges").Where("challenge_hash = ? AND used_at IS NULL", challengeHash).Update("used_at", now)
 		if res.Error != nil {
 			return dbErr(res.Error, "SCEP challenge")
 		}
 		if res.RowsAffected == 0 {
 			return mdmd.Errorf(mdmd.EForbidden, "challenge already used")
 		}
-		res = tx.table(ctx, "enrollment_links").
-			Where("id = ? AND revoked_at IS NULL AND expires_at > ? AND (one_time = ? OR uses = 0)", c.EnrollmentLinkID, now, false).
-			Update("uses", gorm.Expr("uses + 1"))
-		if res.Error != nil {
-			return dbErr(res.Error, "enrollment link")
+		if c.EnrollmentLinkID != nil {
+			res = tx.table(ctx, "enrollment_links").
+				Where("id = ? AND revoked_at IS NULL AND expires_at > ? AND (one_time = ? OR uses = 0)", *c.EnrollmentLinkID, now, false).
+				Update("uses", gorm.Expr("uses + 1"))
+			if res.Error != nil {
+				return dbErr(res.Error, "enrollment link")
+			}
+			if res.RowsAffected == 0 {
+				return mdmd.Errorf(mdmd.EForbidden, "enrollment link is expired, revoked or used")
+			}
+			cert.EnrollmentLinkID, cert.Renews, cert.UDID = c.EnrollmentLinkID, nil, nil
+		} else {
+			e, err := tx.GetAppleEnrollment(ctx, *c.DeviceID)
+			if err != nil || !e.TokenValid {
+				return mdmd.Errorf(mdmd.EForbidden, "the device of this renewal is no longer enrolled")
+			}
+			fp, udid := e.CertFingerprint, e.UDID
+			cert.EnrollmentLinkID, cert.Renews, cert.UDID = nil, &fp, &udid
 		}
-		if res.RowsAffected == 0 {
-			return mdmd.Errorf(mdmd.EForbidden, "enrollment link is expired, revoked or used")
-		}
-		link, err = tx.GetEnrollmentLink(ctx, c.EnrollmentLinkID)
-		return err
+		return tx.RecordDeviceCert(ctx, cert)
 	})
-	return link, err
 }
 
 // RecordDeviceCert stores a certificate the CA issued.
@@ -160,12 +205,22 @@ func (s *Store) usableCert(ctx context.Context, fp string) (*mdmd.DeviceCert, er
 	return c, nil
 }
 
-// BindAppleEnrollment handles a device's Authenticate: the identity
+// BindAppleEnrollment handles a device's Authenticate. The identity
 // certificate must be one this server issued, valid, and not bound to
-// another device. It creates the device (ownership and owner from the
-// enrollment link) or, for a device enrolling again, updates it and moves
-// the enrollment to the new certificate, revoking the old one. The push
-// token is invalid until the TokenUpdate that follows.
+// another device.
+//
+// A new UDID becomes a new device, with ownership and owner from the
+// enrollment link. For a UDID mdmd knows:
+//   - a renewal of its current identity keeps the enrollment as it is;
+//   - a device that left management (unenrolled, wiped) enrolls afresh;
+//   - a device that is still managed may enroll again only through a link
+//     for its own owner; otherwise an admin must retire it first. UDIDs are
+//     not secret, so an enrollment link alone must not take over a device.
+//
+// Enrolling afresh revokes the old identity, clears escrowed tokens,
+// cancels open commands, forgets installed profiles and posture, and
+// takes ownership and owner from the new link. The push token is invalid
+// until the TokenUpdate that follows.
 func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticate) (*mdmd.Device, error) {
 	if a.UDID == "" || len(a.UDID) > 100 {
 		return nil, mdmd.FieldError("UDID", "required, at most 100 characters")
@@ -180,18 +235,33 @@ func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticat
 			return deviceAuthErr("the identity certificate belongs to another device")
 		}
 		now := tx.Now()
+		var link *mdmd.EnrollmentLink
+		if cert.EnrollmentLinkID != nil {
+			if link, err = tx.GetEnrollmentLink(ctx, *cert.EnrollmentLinkID); err != nil {
+				return err
+			}
+		}
 		var enr mdmd.AppleEnrollment
 		err = tx.table(ctx, "apple_enrollments").Where("udid = ?", a.UDID).Take(&enr).Error
-		existing := err == nil
+		hasEnrollment := err == nil
 		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 			return dbErr(err, "enrollment")
 		}
-		if existing && enr.CertFingerprint != a.CertFingerprint {
-			// Enrolling again (a new profile) or a renewed identity: only a
-			// certificate that no device has used yet may take over.
-			if cert.UDID != nil {
-				return deviceAuthErr("the identity certificate belongs to another device")
-			}
+		d, err := tx.GetDeviceByUDID(ctx, a.UDID)
+		known := err == nil
+		if err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+			return err
+		}
+		renewal := hasEnrollment && cert.Renews != nil && *cert.Renews == enr.CertFingerprint
+		fresh := !hasEnrollment || (enr.CertFingerprint != a.CertFingerprint && !renewal)
+		if fresh && link == nil {
+			return deviceAuthErr("the identity certificate was not issued for an enrollment")
+		}
+		if fresh && known && (d.EnrollmentState == mdmd.EnrollmentEnrolled || d.EnrollmentState == mdmd.EnrollmentPending) &&
+			(link.OwnerUser == "" || link.OwnerUser != d.OwnerUser) {
+			return deviceAuthErr("device %s is already managed; an admin must retire it before it can enroll with another owner's link", a.UDID)
+		}
+		if hasEnrollment && enr.CertFingerprint != a.CertFingerprint {
 			if err := tx.table(ctx, "device_certs").Where("fingerprint = ? AND revoked_at IS NULL", enr.CertFingerprint).
 				Update("revoked_at", now).Error; err != nil {
 				return dbErr(err, "device certificate")
@@ -206,16 +276,7 @@ func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticat
 			return deviceAuthErr("the identity certificate belongs to another device")
 		}
 
-		d, err := tx.GetDeviceByUDID(ctx, a.UDID)
-		switch {
-		case mdmd.IsCode(err, mdmd.ENotFound):
-			if cert.EnrollmentLinkID == nil {
-				return deviceAuthErr("the identity certificate was not issued for an enrollment")
-			}
-			link, err := tx.GetEnrollmentLink(ctx, *cert.EnrollmentLinkID)
-			if err != nil {
-				return err
-			}
+		if !known {
 			udid := a.UDID
 			d = &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Name: a.DeviceName, SerialNumber: a.SerialNumber,
 				Model: firstNonEmpty(a.ProductName, a.Model), OSVersion: a.OSVersion, Ownership: link.Ownership,
@@ -223,9 +284,7 @@ func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticat
 			if err := tx.CreateDevice(ctx, d); err != nil {
 				return err
 			}
-		case err != nil:
-			return err
-		default:
+		} else {
 			set := map[string]any{"updated_at": now, "last_seen_at": now}
 			for col, v := range map[string]string{"serial_number": a.SerialNumber, "model": firstNonEmpty(a.ProductName, a.Model),
 				"os_version": a.OSVersion, "name": a.DeviceName} {
@@ -233,8 +292,11 @@ func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticat
 					set[col] = v
 				}
 			}
-			if d.EnrollmentState != mdmd.EnrollmentEnrolled {
-				set["enrollment_state"] = string(mdmd.EnrollmentPending)
+			if fresh {
+				set["enrollment_state"], set["ownership"], set["owner_user"] = string(mdmd.EnrollmentPending), string(link.Ownership), link.OwnerUser
+				if err := tx.forgetManagedState(ctx, d.ID, now); err != nil {
+					return err
+				}
 			}
 			if err := tx.table(ctx, "devices").Where("id = ?", d.ID).Updates(set).Error; err != nil {
 				return dbErr(err, "device")
@@ -243,20 +305,55 @@ func (s *Store) BindAppleEnrollment(ctx context.Context, a mdmd.AppleAuthenticat
 				return err
 			}
 		}
+		linkID := cert.EnrollmentLinkID
+		if renewal {
+			linkID = enr.EnrollmentLinkID
+		}
 		row := mdmd.AppleEnrollment{DeviceID: d.ID, UDID: a.UDID, CertFingerprint: a.CertFingerprint,
-			EnrollmentLinkID: cert.EnrollmentLinkID, TokenValid: false, LastCheckinAt: &now, CreatedAt: now, UpdatedAt: now}
+			EnrollmentLinkID: linkID, TokenValid: false, LastCheckinAt: &now, CreatedAt: now, UpdatedAt: now}
+		cols := []string{"cert_fingerprint", "enrollment_link_id", "token_valid", "last_checkin_at", "updated_at"}
+		if renewal {
+			// The same enrollment with a new identity: the token stays valid.
+			row.TokenValid = enr.TokenValid
+		}
 		err = tx.table(ctx, "apple_enrollments").Clauses(clause.OnConflict{
-			Columns: []clause.Column{{Name: "device_id"}},
-			DoUpdates: clause.AssignmentColumns([]string{"cert_fingerprint", "enrollment_link_id", "token_valid",
-				"last_checkin_at", "updated_at"}),
+			Columns:   []clause.Column{{Name: "device_id"}},
+			DoUpdates: clause.AssignmentColumns(append(cols, "unlock_token_sealed", "bootstrap_sealed")),
 		}).Create(&row).Error
 		if err != nil {
 			return dbErr(err, "enrollment")
+		}
+		if renewal {
+			// Keep the escrowed tokens of the same enrollment.
+			err = tx.table(ctx, "apple_enrollments").Where("device_id = ?", d.ID).
+				Updates(map[string]any{"unlock_token_sealed": enr.UnlockTokenSealed, "bootstrap_sealed": enr.BootstrapSealed}).Error
+			if err != nil {
+				return dbErr(err, "enrollment")
+			}
 		}
 		dev = d
 		return nil
 	})
 	return dev, err
+}
+
+// forgetManagedState clears what belonged to a device's previous
+// enrollment: escrowed tokens, open commands, the profiles mdmd installed
+// and the posture it reported.
+func (s *Store) forgetManagedState(ctx context.Context, deviceID string, now time.Time) error {
+	if err := s.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).
+		Updates(map[string]any{"unlock_token_sealed": nil, "bootstrap_sealed": nil, "token_valid": false, "updated_at": now}).Error; err != nil {
+		return dbErr(err, "enrollment")
+	}
+	if err := s.table(ctx, "commands").Where("device_id = ? AND status IN ?", deviceID, activeStatuses).
+		Updates(map[string]any{"status": string(mdmd.CommandCanceled), "updated_at": now, "completed_at": now,
+			"error": "device left management"}).Error; err != nil {
+		return dbErr(err, "commands")
+	}
+	if err := s.table(ctx, "device_profiles").Where("device_id = ?", deviceID).Delete(&mdmd.DeviceProfile{}).Error; err != nil {
+		return dbErr(err, "device profiles")
+	}
+	return dbErr(s.table(ctx, "device_postures").Where("device_id = ?", deviceID).Delete(&mdmd.Posture{}).Error, "posture")
 }
 
 func firstNonEmpty(v ...string) string {
@@ -369,9 +466,10 @@ func (s *Store) UpdateAppleToken(ctx context.Context, deviceID string, u mdmd.Ap
 	})
 }
 
-// EndAppleEnrollment records that a device left management (CheckOut, or
-// a completed wipe): the push token is invalid, the certificate revoked,
-// unanswered commands canceled, and the device in state.
+// EndAppleEnrollment records that a device left management (CheckOut, a
+// completed wipe, or an admin retiring a device that is gone): its
+// identity is revoked, escrowed tokens cleared, open commands canceled,
+// installed profiles and posture forgotten, and the device put in state.
 func (s *Store) EndAppleEnrollment(ctx context.Context, deviceID string, state mdmd.EnrollmentState) error {
 	return s.Tx(ctx, func(tx *Store) error {
 		now := tx.Now()
@@ -379,18 +477,12 @@ func (s *Store) EndAppleEnrollment(ctx context.Context, deviceID string, state m
 		if err != nil {
 			return err
 		}
-		if err := tx.table(ctx, "apple_enrollments").Where("device_id = ?", deviceID).
-			Updates(map[string]any{"token_valid": false, "updated_at": now}).Error; err != nil {
-			return dbErr(err, "enrollment")
-		}
 		if err := tx.table(ctx, "device_certs").Where("fingerprint = ? AND revoked_at IS NULL", e.CertFingerprint).
 			Update("revoked_at", now).Error; err != nil {
 			return dbErr(err, "device certificate")
 		}
-		if err := tx.table(ctx, "commands").Where("device_id = ? AND status IN ?", deviceID, activeStatuses).
-			Updates(map[string]any{"status": string(mdmd.CommandCanceled), "updated_at": now, "completed_at": now,
-				"error": "device left management"}).Error; err != nil {
-			return dbErr(err, "commands")
+		if err := tx.forgetManagedState(ctx, deviceID, now); err != nil {
+			return err
 		}
 		return dbErr(tx.table(ctx, "devices").Where("id = ?", deviceID).
 			Updates(map[string]any{"enrollment_state": string(state), "updated_at": now}).Error, "device")

@@ -560,12 +560,30 @@ func (d *Device) handle(ctx context.Context, uuid string, c map[string]any) (map
 		if p7, err := pkcs7.Parse(payload); err == nil {
 			payload = p7.Content
 		}
-		var prof struct{ PayloadIdentifier string }
+		var prof struct {
+			PayloadIdentifier string
+			PayloadContent    []map[string]any
+		}
 		if err := plist.Unmarshal(payload, &prof); err != nil || prof.PayloadIdentifier == "" {
 			rep["Status"] = "Error"
 			rep["ErrorChain"] = []map[string]any{{"ErrorCode": 1000, "ErrorDomain": "MCProfileErrorDomain",
 				"USEnglishDescription": "The profile is malformed"}}
 			break
+		}
+		// A new copy of the enrollment profile renews the identity: SCEP
+		// with its challenge, then the new certificate is used.
+		for _, p := range prof.PayloadContent {
+			if p["PayloadType"] != "com.apple.security.scep" || prof.PayloadIdentifier != profiles.EnrollmentIdentifier {
+				continue
+			}
+			c, _ := p["PayloadContent"].(map[string]any)
+			challenge, _ := c["Challenge"].(string)
+			if err := d.scepEnroll(ctx, challenge); err != nil {
+				rep["Status"] = "Error"
+				rep["ErrorChain"] = []map[string]any{{"ErrorCode": 22013, "ErrorDomain": "MCSCEPErrorDomain",
+					"USEnglishDescription": "SCEP failed: " + err.Error()}}
+				return rep, nil
+			}
 		}
 		d.mu.Lock()
 		d.profiles[prof.PayloadIdentifier] = payload

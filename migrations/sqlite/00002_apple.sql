@@ -15,15 +15,19 @@ CREATE TABLE enrollment_links (
     revoked_at  DATETIME
 );
 
--- One-time SCEP challenges, one per profile download, bound to a link.
+-- One-time SCEP challenges: one per profile download, bound to a link; or
+-- bound to an enrolled device, to renew its identity.
 CREATE TABLE scep_challenges (
     challenge_hash     TEXT PRIMARY KEY,
-    enrollment_link_id TEXT NOT NULL REFERENCES enrollment_links (id) ON DELETE CASCADE,
+    enrollment_link_id TEXT REFERENCES enrollment_links (id) ON DELETE CASCADE,
+    device_id          TEXT REFERENCES devices (id) ON DELETE CASCADE,
     created_at         DATETIME NOT NULL,
     expires_at         DATETIME NOT NULL,
-    used_at            DATETIME
+    used_at            DATETIME,
+    CHECK ((enrollment_link_id IS NULL) <> (device_id IS NULL))
 );
 CREATE INDEX scep_challenges_expiry ON scep_challenges (expires_at);
+CREATE INDEX scep_challenges_device ON scep_challenges (device_id);
 
 -- Device identity certificates issued by mdmd's CA. udid is bound at the
 -- device's Authenticate; renews names the certificate a renewal replaces.

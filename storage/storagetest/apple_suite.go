@@ -3,6 +3,7 @@ package storagetest
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ func appleTests() []struct {
 	}{
 		{"EnrollmentLinksAndChallenges", testLinksAndChallenges},
 		{"AppleEnrollmentBinding", testAppleBinding},
+		{"RenewalChallenge", testRenewalChallenge},
 		{"Posture", testPosture},
 		{"Pushes", testPushes},
 		{"BulkCommands", testBulkCommands},
@@ -35,6 +37,13 @@ func newLink(t *testing.T, s *storage.Store, oneTime bool, expires time.Duration
 	return l
 }
 
+// redeem issues a certificate with a challenge, as the SCEP server does.
+func redeem(s *storage.Store, hash string) (*mdmd.DeviceCert, error) {
+	c := &mdmd.DeviceCert{Fingerprint: fmt.Sprintf("fp-%s-%d", hash, time.Now().UnixNano()), Serial: fmt.Sprint(time.Now().UnixNano()),
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour)}
+	return c, s.IssueDeviceCert(ctx, hash, c)
+}
+
 func testLinksAndChallenges(t *testing.T, s *storage.Store) {
 	wantCode(t, s.CreateEnrollmentLink(ctx, &mdmd.EnrollmentLink{Platform: "windows", Ownership: mdmd.OwnershipCorporate,
 		TokenHash: fmt.Sprintf("%064x", 1), ExpiresAt: time.Now().Add(time.Hour)}), mdmd.EInvalid)
@@ -47,26 +56,57 @@ func testLinksAndChallenges(t *testing.T, s *storage.Store) {
 	must(t, s.CreateSCEPChallenge(ctx, one.ID, "c1", time.Now().Add(time.Hour)))
 	must(t, s.CreateSCEPChallenge(ctx, one.ID, "c2", time.Now().Add(time.Hour)))
 	must(t, s.CreateSCEPChallenge(ctx, one.ID, "old", time.Now().Add(-time.Second)))
-	_, err = s.RedeemSCEPChallenge(ctx, "old")
+	_, err = redeem(s, "old")
 	wantCode(t, err, mdmd.EForbidden)
-	l, err := s.RedeemSCEPChallenge(ctx, "c1")
+	cert, err := redeem(s, "c1")
 	must(t, err)
+	if cert.EnrollmentLinkID == nil || *cert.EnrollmentLinkID != one.ID || cert.UDID != nil {
+		t.Fatalf("issued certificate = %+v", cert)
+	}
+	if stored, err := s.GetDeviceCert(ctx, cert.Fingerprint); err != nil || *stored.EnrollmentLinkID != one.ID {
+		t.Fatalf("stored certificate: %+v %v", stored, err)
+	}
+	l, _ := s.GetEnrollmentLink(ctx, one.ID)
 	if l.Uses != 1 || l.Usable(time.Now()) {
 		t.Fatalf("one-time link after use = %+v", l)
 	}
-	_, err = s.RedeemSCEPChallenge(ctx, "c1") // replay
+	_, err = redeem(s, "c1") // replay
 	wantCode(t, err, mdmd.EForbidden)
-	_, err = s.RedeemSCEPChallenge(ctx, "c2") // the link is spent
+	failed, err := redeem(s, "c2") // the link is spent
 	wantCode(t, err, mdmd.EForbidden)
-	if c2, _ := s.RedeemSCEPChallenge(ctx, "nope"); c2 != nil {
-		t.Fatal("unknown challenge redeemed")
+	if _, err := s.GetDeviceCert(ctx, failed.Fingerprint); !mdmd.IsCode(err, mdmd.ENotFound) {
+		t.Fatal("a refused challenge still recorded a certificate")
 	}
+	_, err = redeem(s, "nope")
+	wantCode(t, err, mdmd.EForbidden)
 	wantCode(t, s.CreateSCEPChallenge(ctx, one.ID, "c3", time.Now().Add(time.Hour)), mdmd.EForbidden)
 
+	// Concurrent redemptions of one challenge: exactly one wins.
 	many := newLink(t, s, false, time.Hour)
-	for i := 0; i < 3; i++ {
+	must(t, s.CreateSCEPChallenge(ctx, many.ID, "race", time.Now().Add(time.Hour)))
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := redeem(s, "race"); err == nil {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			} else if !mdmd.IsCode(err, mdmd.EForbidden) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d concurrent redemptions of one challenge succeeded", wins)
+	}
+	for i := 0; i < 2; i++ {
 		must(t, s.CreateSCEPChallenge(ctx, many.ID, fmt.Sprint("m", i), time.Now().Add(time.Hour)))
-		_, err := s.RedeemSCEPChallenge(ctx, fmt.Sprint("m", i))
+		_, err := redeem(s, fmt.Sprint("m", i))
 		must(t, err)
 	}
 	must(t, s.CreateSCEPChallenge(ctx, many.ID, "late", time.Now().Add(time.Hour)))
@@ -75,7 +115,7 @@ func testLinksAndChallenges(t *testing.T, s *storage.Store) {
 	if rev.RevokedAt == nil || rev.Uses != 3 {
 		t.Fatalf("revoked link = %+v", rev)
 	}
-	_, err = s.RedeemSCEPChallenge(ctx, "late")
+	_, err = redeem(s, "late")
 	wantCode(t, err, mdmd.EForbidden)
 	links, err := s.ListEnrollmentLinks(ctx, mdmd.PlatformIOS)
 	must(t, err)
@@ -148,14 +188,51 @@ func testAppleBinding(t *testing.T, s *storage.Store) {
 	_, err = s.ResolveAppleIdentity(ctx, "fpA")
 	wantCode(t, err, mdmd.EDeviceAuth)
 
-	// Enrolling again with a fresh certificate moves the enrollment.
+	// Enrolling again while managed: only through a link for the same
+	// owner; an anonymous link or another owner's cannot take the device.
+	anon := &mdmd.EnrollmentLink{TokenHash: fmt.Sprintf("%064x", time.Now().UnixNano()+1), Platform: mdmd.PlatformIOS,
+		Ownership: mdmd.OwnershipPersonal, ExpiresAt: time.Now().Add(time.Hour)}
+	must(t, s.CreateEnrollmentLink(ctx, anon))
+	other := &mdmd.EnrollmentLink{TokenHash: fmt.Sprintf("%064x", time.Now().UnixNano()+2), Platform: mdmd.PlatformIOS,
+		Ownership: mdmd.OwnershipPersonal, OwnerUser: "mallory@example.com", ExpiresAt: time.Now().Add(time.Hour)}
+	must(t, s.CreateEnrollmentLink(ctx, other))
+	issue(t, s, "fpAnon", &anon.ID, nil, nil)
+	issue(t, s, "fpMallory", &other.ID, nil, nil)
+	must(t, s.SetAppleBootstrapToken(ctx, dev.ID, []byte("escrow")))
+	for _, fp := range []string{"fpAnon", "fpMallory"} {
+		_, err = auth("UDID-A", fp)
+		wantCode(t, err, mdmd.EDeviceAuth)
+	}
+	if e, _ := s.GetAppleEnrollment(ctx, dev.ID); e.CertFingerprint != "fpA2" || string(e.BootstrapSealed) != "escrow" {
+		t.Fatalf("a refused takeover changed the enrollment: %+v", e)
+	}
+	// The same owner's link may (a reset phone enrolling again): the old
+	// enrollment's secrets, commands, profiles and posture are gone.
+	pending := &mdmd.Command{DeviceID: dev.ID, RequestType: "SecurityInfo"}
+	must(t, s.EnqueueCommand(ctx, pending))
+	must(t, s.PutDeviceProfile(ctx, &mdmd.DeviceProfile{DeviceID: dev.ID, Identifier: "io.x", Version: 1, State: mdmd.ProfileInstalled}))
+	must(t, s.UpsertPosture(ctx, &mdmd.Posture{DeviceID: dev.ID, OSVersion: "18.0"}))
 	_, err = auth("UDID-A", "fpB")
 	must(t, err)
 	_, err = s.ResolveAppleIdentity(ctx, "fpA2")
 	wantCode(t, err, mdmd.EDeviceAuth)
+	e, _ := s.GetAppleEnrollment(ctx, dev.ID)
+	if e.CertFingerprint != "fpB" || e.BootstrapSealed != nil || e.UnlockTokenSealed != nil || e.TokenValid {
+		t.Fatalf("re-enrolled enrollment = %+v", e)
+	}
+	if c, _ := s.GetCommand(ctx, pending.ID); c.Status != mdmd.CommandCanceled {
+		t.Fatalf("open command after re-enrollment = %s", c.Status)
+	}
+	if dps, _ := s.DeviceProfiles(ctx, dev.ID); len(dps) != 0 {
+		t.Fatal("installed profiles survived re-enrollment")
+	}
+	if _, err := s.GetPosture(ctx, dev.ID); !mdmd.IsCode(err, mdmd.ENotFound) {
+		t.Fatal("posture survived re-enrollment")
+	}
 	if n, _ := s.CountDevices(ctx, mdmd.DeviceFilter{}); n != 1 {
 		t.Fatalf("re-enrollment made %d devices", n)
 	}
+	must(t, s.UpdateAppleToken(ctx, dev.ID, mdmd.AppleTokenUpdate{Topic: "t", PushToken: "cc", PushMagic: "m"}))
 
 	// CheckOut: token invalid, certificate revoked, commands canceled.
 	c := &mdmd.Command{DeviceID: dev.ID, RequestType: "DeviceLock"}
@@ -169,6 +246,63 @@ func testAppleBinding(t *testing.T, s *storage.Store) {
 	if targets, _ := s.ApplePushTargets(ctx, []string{dev.ID}); len(targets) != 0 {
 		t.Fatal("a checked-out device is still a push target")
 	}
+	// Out of management, any link may enroll it, and the link decides the owner.
+	got, err := auth("UDID-A", "fpMallory")
+	must(t, err)
+	if got.OwnerUser != "mallory@example.com" || got.EnrollmentState != mdmd.EnrollmentPending {
+		t.Fatalf("device enrolled after check-out = %+v", got)
+	}
+}
+
+func testRenewalChallenge(t *testing.T, s *storage.Store) {
+	link := newLink(t, s, false, time.Hour)
+	issue(t, s, "fpR", &link.ID, nil, nil)
+	dev, err := s.BindAppleEnrollment(ctx, mdmd.AppleAuthenticate{UDID: "UDID-R", CertFingerprint: "fpR"})
+	must(t, err)
+	wantCode(t, s.CreateRenewalChallenge(ctx, dev.ID, "r0", time.Now().Add(time.Hour)), mdmd.EConflict) // no token yet
+	must(t, s.UpdateAppleToken(ctx, dev.ID, mdmd.AppleTokenUpdate{Topic: "t", PushToken: "dd", PushMagic: "m"}))
+	must(t, s.SetAppleBootstrapToken(ctx, dev.ID, []byte("keep")))
+	ids, err := s.ExpiringAppleIdentities(ctx, time.Now().Add(2*time.Hour), 10)
+	must(t, err)
+	if len(ids) != 1 || ids[0] != dev.ID {
+		t.Fatalf("expiring identities = %v", ids)
+	}
+	if ids, _ := s.ExpiringAppleIdentities(ctx, time.Now().Add(time.Minute), 10); len(ids) != 0 {
+		t.Fatalf("identities expiring within a minute = %v", ids)
+	}
+	must(t, s.CreateRenewalChallenge(ctx, dev.ID, "r1", time.Now().Add(time.Hour)))
+	if pending, _ := s.PendingRenewal(ctx, dev.ID); !pending {
+		t.Fatal("renewal not pending")
+	}
+	if ids, _ := s.ExpiringAppleIdentities(ctx, time.Now().Add(2*time.Hour), 10); len(ids) != 0 {
+		t.Fatal("a device with a renewal on its way is listed again")
+	}
+	cert, err := redeem(s, "r1")
+	must(t, err)
+	if cert.UDID == nil || *cert.UDID != "UDID-R" || cert.Renews == nil || *cert.Renews != "fpR" || cert.EnrollmentLinkID != nil {
+		t.Fatalf("renewal certificate = %+v", cert)
+	}
+	// The device uses the new identity at once (no new Authenticate).
+	e, err := s.ResolveAppleIdentity(ctx, cert.Fingerprint)
+	must(t, err)
+	if e.DeviceID != dev.ID || !e.TokenValid || string(e.BootstrapSealed) != "keep" {
+		t.Fatalf("renewed enrollment = %+v", e)
+	}
+	// …or sends Authenticate with it: still the same enrollment.
+	must(t, s.CreateRenewalChallenge(ctx, dev.ID, "r2", time.Now().Add(time.Hour)))
+	cert2, err := redeem(s, "r2")
+	must(t, err)
+	_, err = s.BindAppleEnrollment(ctx, mdmd.AppleAuthenticate{UDID: "UDID-R", CertFingerprint: cert2.Fingerprint})
+	must(t, err)
+	e, _ = s.GetAppleEnrollment(ctx, dev.ID)
+	if e.CertFingerprint != cert2.Fingerprint || !e.TokenValid || string(e.BootstrapSealed) != "keep" {
+		t.Fatalf("enrollment after renewal Authenticate = %+v", e)
+	}
+	_, err = s.ResolveAppleIdentity(ctx, cert.Fingerprint)
+	wantCode(t, err, mdmd.EDeviceAuth)
+	// Another device cannot use a renewal challenge's certificate.
+	_, err = s.BindAppleEnrollment(ctx, mdmd.AppleAuthenticate{UDID: "UDID-X", CertFingerprint: cert2.Fingerprint})
+	wantCode(t, err, mdmd.EDeviceAuth)
 }
 
 func testPosture(t *testing.T, s *storage.Store) {
