@@ -163,6 +163,12 @@ func TestAppleEndToEnd(t *testing.T) {
 			}
 
 			url, linkID := env.link(t, map[string]any{"one_time": true, "owner_user": "ana@example.com", "ownership": "corporate"})
+			defer func() {
+				// The link's secret never reaches the logs.
+				if secret := url[strings.LastIndex(url, "/")+1:]; strings.Contains(env.Stderr.String(), secret) {
+					t.Error("the enrollment link's secret is in the logs")
+				}
+			}()
 			sim, dev := env.enroll(t, url, "00008110-000A1C2E3F4D0001", applesim.DefaultPosture)
 			if dev.EnrollmentState != mdmd.EnrollmentEnrolled || dev.OwnerUser != "ana@example.com" ||
 				dev.Ownership != mdmd.OwnershipCorporate || dev.SerialNumber != sim.Serial || dev.OSVersion != "18.1" {

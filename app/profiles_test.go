@@ -1,8 +1,11 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"slices"
 	"testing"
 	"time"
@@ -75,6 +78,15 @@ func TestConfigurationProfiles(t *testing.T) {
 				st, _, _ := find(view(), "com.acme.wifi")
 				return has("com.acme.wifi") && st == mdmd.ProfileInstalled
 			})
+			// The Wi-Fi password is in the profile and in the InstallProfile
+			// command, and in neither readable in the database.
+			dump := dumpTables(t, env.srv.Store().DB(), "profiles", "commands")
+			if bytes.Contains(dump, []byte("correct horse")) || bytes.Contains(dump, []byte(hex.EncodeToString([]byte("correct horse")))) {
+				t.Fatal("the Wi-Fi password is readable in the database")
+			}
+			if got := env.mustDo(200, "GET", "/api/v1/profiles/"+custom.ID+"/mobileconfig", env.Token, nil).Body; !bytes.Contains(got, []byte("correct horse")) {
+				t.Fatal("the profile does not open for an admin")
+			}
 
 			// Drift: the profile disappears from the device; the next
 			// ProfileList shows it, and a sync puts it back.
@@ -143,4 +155,38 @@ func TestConfigurationProfiles(t *testing.T) {
 			_ = ctx
 		})
 	}
+}
+
+// dumpTables returns every column of every row of the tables as text.
+func dumpTables(t *testing.T, db *sql.DB, tables ...string) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	for _, table := range tables {
+		rows, err := db.Query("SELECT * FROM " + table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range vals {
+				switch x := v.(type) {
+				case []byte:
+					out.Write(x)
+				case string:
+					out.WriteString(x)
+				}
+				out.WriteByte('|')
+			}
+		}
+		rows.Close()
+	}
+	return out.Bytes()
 }

@@ -143,3 +143,44 @@ func TestIdentityRenewal(t *testing.T) {
 		})
 	}
 }
+
+// TestCanceledProfileInstallIsRetried: an install whose command an admin
+// canceled does not stay "installing" forever.
+func TestCanceledProfileInstallIsRetried(t *testing.T) {
+	env := newAppleEnv(t, backends(t)[0].URL)
+	ctx := context.Background()
+	url, _ := env.link(t, map[string]any{"one_time": true})
+	sim, dev := env.enroll(t, url, "00008110-0000000000C50001", applesim.DefaultPosture)
+	sim.NotNowFor("InstallProfile", 1000)
+	var p mdmd.Profile
+	env.mustDo(201, "POST", "/api/v1/profiles", env.Token, map[string]any{"name": "Passcode", "kind": "passcode", "settings": map[string]any{}}).json(t, &p)
+	env.mustDo(201, "POST", "/api/v1/profiles/"+p.ID+"/assignments", env.Token, map[string]string{"target_type": "device", "target_id": dev.ID})
+	var install mdmd.Command
+	eventually(t, 15*time.Second, "the install deferred by the device", func() bool {
+		list, _, _ := env.srv.Store().ListCommands(ctx, mdmd.CommandFilter{DeviceID: dev.ID, Status: mdmd.CommandNotNow})
+		for _, c := range list {
+			if c.RequestType == "InstallProfile" {
+				install = c
+				return true
+			}
+		}
+		return false
+	})
+	env.mustDo(200, "POST", "/api/v1/commands/"+install.ID+"/cancel", env.Token, nil)
+	sim.NotNowFor("InstallProfile", 0)
+	var sync struct {
+		Commands []mdmd.Command `json:"commands"`
+	}
+	env.mustDo(202, "POST", "/api/v1/devices/"+dev.ID+"/actions/sync-profiles", env.Token, map[string]any{}).json(t, &sync)
+	if len(sync.Commands) == 0 {
+		t.Fatal("sync queued nothing for a canceled install")
+	}
+	env.waitFinal(t, sync.Commands)
+	if !slices.Contains(sim.State().Profiles, p.Identifier) {
+		t.Fatal("the profile was not installed after the retry")
+	}
+	dps, _ := env.srv.Store().DeviceProfiles(ctx, dev.ID)
+	if len(dps) != 1 || dps[0].State != mdmd.ProfileInstalled || dps[0].Version != 1 {
+		t.Fatalf("device profiles = %+v", dps)
+	}
+}

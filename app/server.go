@@ -295,7 +295,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	enrollment := enroll.New(st, ids, pusher, enroll.Config{PublicURL: s.cfg.PublicURL, Organization: s.cfg.Org,
 		ChallengeTTL: s.cfg.ChallengeTTL}, s.log.With("component", "enroll"))
 	cmds := commands.NewService(st, runner, box)
-	profileSvc := profiles.NewService(st, cmds, runner, ids, s.cfg.Org, s.log.With("component", "profiles"))
+	profileSvc := profiles.NewService(st, cmds, runner, ids, box, s.cfg.Org, s.log.With("component", "profiles"))
 	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
 	runner.Register(enroll.RenewJob, func(ctx context.Context, _ *mdmd.Job) error {
 		_, err := enrollment.RenewExpiring(ctx, st, cmds)

@@ -80,6 +80,13 @@ func (s *Service) EnqueueApple(ctx context.Context, deviceID, by string, push bo
 		if err != nil {
 			return nil, err
 		}
+		if sensitive(c) {
+			// An unlock token, or a profile that may hold passwords, is
+			// sealed at rest and opened only to deliver it.
+			if payload, err = s.box.Seal(payload, PayloadLabel(id)); err != nil {
+				return nil, err
+			}
+		}
 		cmd := &mdmd.Command{ID: id, DeviceID: deviceID, RequestType: c.RequestType(), Payload: payload, CreatedBy: by,
 			Priority: priority(c)}
 		if err := s.st.EnqueueCommand(ctx, cmd); err != nil {
@@ -151,6 +158,18 @@ func (s *Service) Push(ctx context.Context, deviceIDs ...string) error {
 	payload, _ := json.Marshal(PushPayload{DeviceIDs: deviceIDs})
 	_, err := s.jobs.Enqueue(ctx, &mdmd.Job{Kind: PushJob, Payload: payload, MaxAttempts: 5})
 	return err
+}
+
+// PayloadLabel binds a sealed command payload to its command.
+func PayloadLabel(commandID string) string { return "command:" + commandID }
+
+// sensitive reports whether a command's payload carries secrets.
+func sensitive(c AppleCommand) bool {
+	switch c.(type) {
+	case ClearPasscode, InstallProfile:
+		return true
+	}
+	return false
 }
 
 // priority puts protective commands ahead of inventory queries.

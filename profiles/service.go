@@ -15,6 +15,7 @@ import (
 	"github.com/mdmd/mdmd/apple"
 	"github.com/mdmd/mdmd/commands"
 	"github.com/mdmd/mdmd/pki"
+	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/web"
 )
 
@@ -67,13 +68,34 @@ type Service struct {
 	cmds Commander
 	jobs JobQueue
 	ids  *pki.Identities
+	box  *secret.Box
 	org  string
 	log  *slog.Logger
 }
 
-// NewService returns the profile service.
-func NewService(st Store, cmds Commander, jobs JobQueue, ids *pki.Identities, org string, log *slog.Logger) *Service {
-	return &Service{st: st, cmds: cmds, jobs: jobs, ids: ids, org: org, log: log}
+// NewService returns the profile service. Profile payloads (which may
+// hold Wi-Fi passwords and VPN secrets) are sealed at rest with box.
+func NewService(st Store, cmds Commander, jobs JobQueue, ids *pki.Identities, box *secret.Box, org string, log *slog.Logger) *Service {
+	return &Service{st: st, cmds: cmds, jobs: jobs, ids: ids, box: box, org: org, log: log}
+}
+
+func payloadLabel(profileID string) string { return "profile:" + profileID }
+
+// payload opens a stored profile's payload.
+func (s *Service) payload(p *mdmd.Profile) ([]byte, error) {
+	if !secret.IsSealed(p.Payload) {
+		return p.Payload, nil
+	}
+	return s.box.Open(p.Payload, payloadLabel(p.ID))
+}
+
+// sealPayload seals a profile's payload for storage.
+func (s *Service) sealPayload(p *mdmd.Profile) error {
+	sealed, err := s.box.Seal(p.Payload, payloadLabel(p.ID))
+	if err == nil {
+		p.Payload = sealed
+	}
+	return err
 }
 
 // ScheduleReconcile queues reconciliation of the devices.
@@ -165,7 +187,11 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 		if !need {
 			continue
 		}
-		signed, err := apple.Sign(p.Payload, s.ids.ProfileSigner.Cert, s.ids.ProfileSigner.Key, s.ids.CA.Cert)
+		xml, err := s.payload(&p)
+		if err != nil {
+			return out, err
+		}
+		signed, err := apple.Sign(xml, s.ids.ProfileSigner.Cert, s.ids.ProfileSigner.Key, s.ids.CA.Cert)
 		if err != nil {
 			return out, err
 		}
@@ -379,6 +405,14 @@ func (s *Service) build(p *mdmd.Profile, in profileInput) error {
 		if in.Mobileconfig != "" {
 			return mdmd.FieldError("mobileconfig_base64", "only custom profiles are uploaded")
 		}
+		if p.Kind == mdmd.ProfileVPN && len(p.Settings) > 0 {
+			// Keep the VPN's UUID across updates.
+			var prev, next map[string]any
+			if json.Unmarshal(p.Settings, &prev) == nil && json.Unmarshal(in.Settings, &next) == nil && next != nil && prev["vpn_uuid"] != nil {
+				next["vpn_uuid"] = prev["vpn_uuid"]
+				in.Settings, _ = json.Marshal(next)
+			}
+		}
 		payload, settings, err := Build(p.Kind, p.Identifier, p.Name, s.org, in.Settings)
 		if err != nil {
 			return err
@@ -406,6 +440,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return mdmd.FieldError("name", "required")
 		}
 		if err := s.build(p, in); err != nil {
+			return err
+		}
+		if err := s.sealPayload(p); err != nil {
 			return err
 		}
 		if err := s.st.CreateProfile(r.Context(), p); err != nil {
@@ -448,8 +485,12 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
+		xml, err := s.payload(p)
+		if err != nil {
+			return err
+		}
 		w.Header().Set("Content-Type", "application/x-apple-aspen-config")
-		w.Write(p.Payload)
+		w.Write(xml)
 		return nil
 	})
 	reg.HandleJSON("PATCH", "/profiles/{id}", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
@@ -471,6 +512,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			}
 		}
 		if err := s.build(p, in); err != nil {
+			return err
+		}
+		if err := s.sealPayload(p); err != nil {
 			return err
 		}
 		if err := s.st.UpdateProfile(r.Context(), p); err != nil {

@@ -51,6 +51,9 @@ type VPN struct {
 	LocalIdentifier  string   `json:"local_identifier"`
 	SharedSecret     string   `json:"shared_secret"`
 	SafariDomains    []string `json:"safari_domains,omitempty"`
+	// UUID is the VPN's VPNUUID, kept across updates: managed apps are
+	// mapped to a per-app VPN by it.
+	UUID string `json:"vpn_uuid,omitempty"`
 }
 
 func decodeSettings(raw json.RawMessage, v any) error {
@@ -165,7 +168,10 @@ func Build(kind mdmd.ProfileKind, identifier, name, org string, raw json.RawMess
 				return nil, nil, mdmd.FieldError("safari_domains", "%q is not a domain", d)
 			}
 		}
-		c := map[string]any{"VPNType": "IKEv2", "UserDefinedName": v.Name, "VPNUUID": NewUUID(),
+		if v.UUID == "" {
+			v.UUID = NewUUID()
+		}
+		c := map[string]any{"VPNType": "IKEv2", "UserDefinedName": v.Name, "VPNUUID": v.UUID,
 			"IKEv2": map[string]any{"RemoteAddress": v.Server, "RemoteIdentifier": v.RemoteIdentifier,
 				"LocalIdentifier": v.LocalIdentifier, "AuthenticationMethod": "SharedSecret", "SharedSecret": v.SharedSecret,
 				"OnDemandEnabled": 1}}

@@ -62,6 +62,9 @@ func (b *Box) Seal(plaintext []byte, label string) ([]byte, error) {
 	return b.aead.Seal(out, nonce, plaintext, []byte(label)), nil
 }
 
+// IsSealed reports whether b looks like a value from Seal.
+func IsSealed(b []byte) bool { return bytes.HasPrefix(b, version) }
+
 // ErrOpen means a sealed value did not decrypt: a wrong key, a wrong label
 // or tampered bytes.
 var ErrOpen = errors.New("secret: cannot open sealed value (wrong MDMD_SECRET_KEY or tampered data)")

@@ -51,7 +51,7 @@ type ErrorBody struct {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// The client went away; nobody reads this answer.
-		log.DebugContext(r.Context(), "request canceled", "request_id", RequestID(r.Context()), "path", r.URL.Path)
+		log.DebugContext(r.Context(), "request canceled", "request_id", RequestID(r.Context()), "path", LogPath(r))
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
@@ -59,7 +59,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status := statusForCode(code)
 	if status >= 500 && code != mdmd.EUnavailable {
 		log.ErrorContext(r.Context(), "request failed", "err", err, "request_id", RequestID(r.Context()),
-			"method", r.Method, "path", r.URL.Path)
+			"method", r.Method, "path", LogPath(r))
 	}
 	var body ErrorBody
 	body.Error.Code, body.Error.Message, body.Error.RequestID = code, mdmd.ErrorMessage(err), RequestID(r.Context())

@@ -119,7 +119,7 @@ func observe(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
 						panic(p)
 					}
 					log.ErrorContext(r.Context(), "panic serving request", "panic", p, "stack", string(debug.Stack()),
-						"request_id", RequestID(r.Context()), "method", r.Method, "path", r.URL.Path)
+						"request_id", RequestID(r.Context()), "method", r.Method, "path", LogPath(r))
 					if sw.status == 0 {
 						WriteError(sw, r, log, mdmd.Errorf(mdmd.EInternal, "internal error"))
 					}
@@ -136,13 +136,27 @@ func observe(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
 				if route == "/healthz" || route == "/readyz" || route == "/metrics" {
 					level = slog.LevelDebug
 				}
-				log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "path", r.URL.Path,
+				log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "path", LogPath(r),
 					"status", status, "bytes", sw.bytes, "duration_ms", float64(elapsed.Microseconds())/1000,
 					"request_id", RequestID(r.Context()), "remote", r.RemoteAddr)
 			}()
 			next.ServeHTTP(sw, r)
 		})
 	}
+}
+
+// secretPaths are path prefixes whose rest is a secret (enrollment links).
+var secretPaths = []string{"/enroll/"}
+
+// LogPath is the request path as it may be logged: the secret part of an
+// enrollment link is left out.
+func LogPath(r *http.Request) string {
+	for _, p := range secretPaths {
+		if strings.HasPrefix(r.URL.Path, p) {
+			return p + "[redacted]"
+		}
+	}
+	return r.URL.Path
 }
 
 // routePattern is the matched chi pattern, so metrics stay low-cardinality.

@@ -240,7 +240,7 @@ func (s *Service) resolve(ctx context.Context, cert *x509.Certificate, udid stri
 func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := mdmd.ErrorCode(err)
 	if code == mdmd.EDeviceAuth || code == mdmd.EInvalid {
-		s.log.Warn("device request refused", "err", err, "remote", r.RemoteAddr, "path", r.URL.Path,
+		s.log.Warn("device request refused", "err", err, "remote", r.RemoteAddr, "path", web.LogPath(r),
 			"request_id", web.RequestID(r.Context()))
 	}
 	web.WriteError(w, r, s.log, err)
@@ -467,8 +467,14 @@ func (s *Service) connect(w http.ResponseWriter, r *http.Request, cert *x509.Cer
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	payload := next.Payload
+	if secret.IsSealed(payload) {
+		if payload, err = s.box.Open(payload, commands.PayloadLabel(next.ID)); err != nil {
+			return err
+		}
+	}
 	w.Header().Set("Content-Type", "application/xml")
-	w.Write(next.Payload)
+	w.Write(payload)
 	return nil
 }
 
