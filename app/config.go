@@ -41,6 +41,10 @@ type Config struct {
 	APNsConcurrency int
 	TrustedProxies  []*net.IPNet
 	ChallengeTTL    time.Duration
+	AMAPIEndpoint   string
+	AMAPICreds      string
+	AMAPIProject    string
+	AMAPITopic      string
 
 	// publicURLDerived is set when PublicURL came from Listen, so that the
 	// real port replaces a :0 once the server listens.
@@ -180,6 +184,27 @@ func settings() []setting {
 				}
 				return nil
 			}},
+		{"amapi-endpoint", "MDMD_AMAPI_ENDPOINT", "", "Android Management API endpoint (default Google's; the fake AMAPI in tests and the demo)",
+			func(c *Config, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+					return errors.New("must be an http(s):// URL")
+				}
+				c.AMAPIEndpoint = v
+				return nil
+			}},
+		{"amapi-credentials", "MDMD_AMAPI_CREDENTIALS", "", "Google service-account key file for the Android Management API",
+			str(func(c *Config) *string { return &c.AMAPICreds })},
+		{"amapi-project", "MDMD_AMAPI_PROJECT", "", "Google Cloud project ID (for signing up an enterprise)",
+			str(func(c *Config) *string { return &c.AMAPIProject })},
+		{"amapi-pubsub-topic", "MDMD_AMAPI_PUBSUB_TOPIC", "", "Pub/Sub topic AMAPI publishes device notifications to (projects/P/topics/T)",
+			func(c *Config, v string) error {
+				if !strings.HasPrefix(v, "projects/") || !strings.Contains(v, "/topics/") {
+					return errors.New("must be projects/PROJECT/topics/TOPIC")
+				}
+				c.AMAPITopic = v
+				return nil
+			}},
 		{"enroll-challenge-ttl", "MDMD_ENROLL_CHALLENGE_TTL", "1h", "how long a downloaded enrollment profile's one-time SCEP challenge stays valid",
 			dur(func(c *Config) *time.Duration { return &c.ChallengeTTL }, time.Minute)},
 	}
@@ -230,7 +255,7 @@ func (c *Config) finish() error {
 		return errors.New("invalid --tls-cert/--tls-key (MDMD_TLS_CERT/MDMD_TLS_KEY): set both or neither")
 	}
 	for _, f := range []struct{ path, name string }{{c.TLSCert, "--tls-cert (MDMD_TLS_CERT)"}, {c.TLSKey, "--tls-key (MDMD_TLS_KEY)"},
-		{c.APNsCAFile, "--apns-ca-file (MDMD_APNS_CA_FILE)"}} {
+		{c.APNsCAFile, "--apns-ca-file (MDMD_APNS_CA_FILE)"}, {c.AMAPICreds, "--amapi-credentials (MDMD_AMAPI_CREDENTIALS)"}} {
 		if f.path != "" {
 			if _, err := os.Stat(f.path); err != nil {
 				return fmt.Errorf("invalid %s: %v", f.name, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/enroll"
 	"github.com/mdmd/mdmd/web"
@@ -15,7 +16,7 @@ import (
 // routes assembles everything served once the database is ready: a
 // discovery document at /, the admin API, and the device-facing endpoints
 // (enrollment profile, SCEP, MDM check-in and commands).
-func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service) http.Handler {
+func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, and *android.Service) http.Handler {
 	doc, _ := json.MarshalIndent(map[string]string{
 		"name":    "mdmd",
 		"version": Version,
@@ -41,5 +42,6 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service) h
 	r.HandleFunc(enroll.PathSCEP, enr.ServeSCEP)
 	r.HandleFunc(enroll.PathMDMCheckin, m.ServeCheckin)
 	r.HandleFunc(enroll.PathMDMConnect, m.ServeConnect)
+	r.Post("/android/pubsub/{secret}", and.ServePubSub)
 	return r
 }

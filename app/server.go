@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/apns"
 	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/auth"
@@ -322,13 +323,21 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		mdmSvc.Run(ctx)
 	}()
 
+	androidSvc := android.New(st, box, android.Config{Endpoint: s.cfg.AMAPIEndpoint, CredentialsFile: s.cfg.AMAPICreds,
+		ProjectID: s.cfg.AMAPIProject, PubsubTopic: s.cfg.AMAPITopic, PublicURL: s.cfg.PublicURL, Logger: s.log.With("component", "android")})
+	runner.Register("android.prune_messages", func(ctx context.Context, _ *mdmd.Job) error {
+		_, err := st.PrunePubsubMessages(ctx, time.Now().Add(-8*24*time.Hour))
+		return err
+	})
+	runner.Every("android.prune_messages", 24*time.Hour)
+
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
-			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}}, Membership: profileSvc})
+			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc}, Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
 	s.mu.Unlock()
-	s.root.SetReady(s.routes(api, enrollment, mdmSvc), st.Ping)
+	s.root.SetReady(s.routes(api, enrollment, mdmSvc, androidSvc), st.Ping)
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
 	s.printWelcome(cred)
 	close(s.ready)

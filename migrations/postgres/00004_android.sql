@@ -1,0 +1,46 @@
+-- +goose Up
+-- Android Enterprise enrollment tokens. The token value and QR payload are
+-- sealed: anyone holding them can enroll a device.
+CREATE TABLE android_tokens (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL CHECK (kind IN ('work_profile', 'fully_managed')),
+    owner_user   TEXT NOT NULL DEFAULT '',
+    policy_name  TEXT NOT NULL DEFAULT '',
+    one_time     BOOLEAN NOT NULL,
+    value_sealed BYTEA NOT NULL,
+    qr_sealed    BYTEA NOT NULL,
+    expires_at   TIMESTAMPTZ NOT NULL,
+    created_by   TEXT NOT NULL DEFAULT '',
+    created_at   TIMESTAMPTZ NOT NULL,
+    revoked_at   TIMESTAMPTZ
+);
+
+-- The Android side of a device, as AMAPI last reported it.
+CREATE TABLE android_devices (
+    device_id              TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    amapi_name             TEXT NOT NULL UNIQUE,
+    token_id               TEXT NOT NULL DEFAULT '',
+    management_mode        TEXT NOT NULL DEFAULT '',
+    amapi_ownership        TEXT NOT NULL DEFAULT '',
+    applied_state          TEXT NOT NULL DEFAULT '',
+    policy_name            TEXT NOT NULL DEFAULT '',
+    applied_policy_version BIGINT NOT NULL DEFAULT 0,
+    policy_compliant       BOOLEAN NOT NULL DEFAULT FALSE,
+    non_compliance         TEXT,
+    last_status_report     TIMESTAMPTZ,
+    last_publish_time      TIMESTAMPTZ NOT NULL,
+    updated_at             TIMESTAMPTZ NOT NULL
+);
+
+-- Pub/Sub message IDs already applied: a redelivered message changes nothing.
+CREATE TABLE pubsub_messages (
+    message_id  TEXT PRIMARY KEY,
+    received_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX pubsub_messages_received ON pubsub_messages (received_at);
+
+-- +goose Down
+DROP TABLE pubsub_messages;
+DROP TABLE android_devices;
+DROP TABLE android_tokens;

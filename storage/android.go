@@ -1,0 +1,166 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/mdmd/mdmd"
+)
+
+// CreateAndroidToken stores an enrollment token mdmd created in AMAPI.
+func (s *Store) CreateAndroidToken(ctx context.Context, t *mdmd.AndroidToken) error {
+	if t.Kind != mdmd.AndroidWorkProfile && t.Kind != mdmd.AndroidFullyManaged {
+		return mdmd.FieldError("kind", "must be work_profile or fully_managed, got %q", t.Kind)
+	}
+	if t.Name == "" || len(t.ValueSealed) == 0 {
+		return mdmd.FieldError("token", "name and sealed value are required")
+	}
+	if t.ID == "" {
+		t.ID = newID()
+	}
+	t.CreatedAt, t.ExpiresAt = s.Now(), utc(t.ExpiresAt)
+	return dbErr(s.table(ctx, "android_tokens").Create(t).Error, "enrollment token")
+}
+
+// GetAndroidToken returns a token by mdmd's ID.
+func (s *Store) GetAndroidToken(ctx context.Context, id string) (*mdmd.AndroidToken, error) {
+	var t mdmd.AndroidToken
+	err := s.table(ctx, "android_tokens").Where("id = ?", id).Take(&t).Error
+	return &t, dbErr(err, "enrollment token")
+}
+
+// ListAndroidTokens returns the tokens, newest first.
+func (s *Store) ListAndroidTokens(ctx context.Context) ([]mdmd.AndroidToken, error) {
+	var out []mdmd.AndroidToken
+	err := s.table(ctx, "android_tokens").Order("id DESC").Limit(mdmd.MaxPageSize).Find(&out).Error
+	return out, dbErr(err, "enrollment tokens")
+}
+
+// RevokeAndroidToken marks a token revoked.
+func (s *Store) RevokeAndroidToken(ctx context.Context, id string) (*mdmd.AndroidToken, error) {
+	if err := s.table(ctx, "android_tokens").Where("id = ? AND revoked_at IS NULL", id).Update("revoked_at", s.Now()).Error; err != nil {
+		return nil, dbErr(err, "enrollment token")
+	}
+	return s.GetAndroidToken(ctx, id)
+}
+
+// GetAndroidDevice returns the Android side of a device.
+func (s *Store) GetAndroidDevice(ctx context.Context, deviceID string) (*mdmd.AndroidDevice, error) {
+	var d mdmd.AndroidDevice
+	err := s.table(ctx, "android_devices").Where("device_id = ?", deviceID).Take(&d).Error
+	return &d, dbErr(err, "Android device")
+}
+
+type pubsubMessage struct {
+	MessageID  string    `gorm:"column:message_id;primaryKey"`
+	ReceivedAt time.Time `gorm:"column:received_at"`
+}
+
+var amapiOwnership = map[string]mdmd.Ownership{"COMPANY_OWNED": mdmd.OwnershipCorporate, "PERSONALLY_OWNED": mdmd.OwnershipPersonal}
+
+// ApplyAndroidUpdate applies one AMAPI notification in one transaction,
+// so that it is durable before Pub/Sub is told so:
+//   - a message ID seen before is a duplicate and changes nothing;
+//   - a report older than the stored one (by publish time) is stale: it
+//     is recorded as received but changes nothing;
+//   - ENROLLMENT creates the device (owner from its enrollment token) or
+//     links it again; a report for a device mdmd never enrolled is not
+//     found, and not recorded, so Pub/Sub delivers it again (the
+//     ENROLLMENT may still be on its way);
+//   - an appliedState of DELETED marks the device unenrolled.
+func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (result, deviceID string, err error) {
+	if u.MessageID == "" || u.State.AMAPIName == "" {
+		return "", "", mdmd.FieldError("message", "a message ID and a device name are required")
+	}
+	err = s.Tx(ctx, func(tx *Store) error {
+		now := tx.Now()
+		res := tx.table(ctx, "pubsub_messages").Clauses(clause.OnConflict{DoNothing: true}).
+			Create(&pubsubMessage{MessageID: u.MessageID, ReceivedAt: now})
+		if res.Error != nil {
+			return dbErr(res.Error, "message")
+		}
+		if res.RowsAffected == 0 {
+			result = mdmd.UpdateDuplicate
+			return nil
+		}
+		publish := utc(u.PublishTime)
+		var cur mdmd.AndroidDevice
+		err := tx.table(ctx, "android_devices").Where("amapi_name = ?", u.State.AMAPIName).Take(&cur).Error
+		known := err == nil
+		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
+			return dbErr(err, "Android device")
+		}
+		if !known && !u.Enrollment {
+			return mdmd.Errorf(mdmd.ENotFound, "no enrolled device %s", u.State.AMAPIName)
+		}
+		if known && !publish.After(cur.LastPublishTime) {
+			result, deviceID = mdmd.UpdateStale, cur.DeviceID
+			return nil
+		}
+		ownership := amapiOwnership[u.State.AMAPIOwnership]
+		if ownership == "" {
+			ownership = mdmd.OwnershipCorporate
+		}
+		state := mdmd.EnrollmentEnrolled
+		if u.State.AppliedState == "DELETED" {
+			state = mdmd.EnrollmentUnenrolled
+		}
+		if !known {
+			owner := ""
+			if u.State.TokenID != "" {
+				if t, err := tx.GetAndroidToken(ctx, u.State.TokenID); err == nil {
+					owner = t.OwnerUser
+				}
+			}
+			name := u.State.AMAPIName
+			d := &mdmd.Device{Platform: mdmd.PlatformAndroid, AMAPIName: &name, Name: u.Model, SerialNumber: u.SerialNumber,
+				Model: u.Model, OSVersion: u.OSVersion, Ownership: ownership, EnrollmentState: state, OwnerUser: owner,
+				EnrolledAt: &now, LastSeenAt: &now}
+			if err := tx.CreateDevice(ctx, d); err != nil {
+				return err
+			}
+			deviceID = d.ID
+		} else {
+			deviceID = cur.DeviceID
+			set := map[string]any{"enrollment_state": string(state), "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
+			for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {
+				if v != "" {
+					set[col] = v
+				}
+			}
+			if err := tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(set).Error; err != nil {
+				return dbErr(err, "device")
+			}
+		}
+		row := u.State
+		row.DeviceID, row.LastPublishTime, row.UpdatedAt = deviceID, publish, now
+		row.LastStatusReport = utcPtr(row.LastStatusReport)
+		if known {
+			row.TokenID = cur.TokenID
+		}
+		if err := tx.table(ctx, "android_devices").Clauses(clause.OnConflict{UpdateAll: true}).Create(&row).Error; err != nil {
+			return dbErr(err, "Android device")
+		}
+		if u.Posture != nil {
+			p := *u.Posture
+			p.DeviceID = deviceID
+			if err := tx.UpsertPosture(ctx, &p); err != nil {
+				return err
+			}
+		}
+		result = mdmd.UpdateApplied
+		return nil
+	})
+	return result, deviceID, err
+}
+
+// PrunePubsubMessages forgets message IDs received before the given time
+// (Pub/Sub redelivers for at most 7 days).
+func (s *Store) PrunePubsubMessages(ctx context.Context, before time.Time) (int64, error) {
+	res := s.table(ctx, "pubsub_messages").Where("received_at < ?", utc(before)).Delete(&pubsubMessage{})
+	return res.RowsAffected, dbErr(res.Error, "messages")
+}
