@@ -326,10 +326,10 @@ func (s *Server) enrollmentTokens(w http.ResponseWriter, r *http.Request, ent st
 		t.Value = strings.ToUpper(randHex(10))
 		t.ExpirationTimestamp = time.Now().Add(d).UTC().Format(time.RFC3339Nano)
 		qr, _ := json.Marshal(map[string]any{
-			"android.app.extra.PROVISIONING_DEVICE_ADMIN_COMPONENT_NAME": "com.google.android.apps.work.clouddpc/.receivers.CloudDeviceAdminReceiver",
-			"android.app.extra.PROVISIONING_DEVICE_ADMIN_SIGNATURE_CHECKSUM": "I5YvS0O5hXY46mb01BlRjq4oJJGs2kuUcHvVkAPEXlg",
+			"android.app.extra.PROVISIONING_DEVICE_ADMIN_COMPONENT_NAME":            "com.google.android.apps.work.clouddpc/.receivers.CloudDeviceAdminReceiver",
+			"android.app.extra.PROVISIONING_DEVICE_ADMIN_SIGNATURE_CHECKSUM":        "I5YvS0O5hXY46mb01BlRjq4oJJGs2kuUcHvVkAPEXlg",
 			"android.app.extra.PROVISIONING_DEVICE_ADMIN_PACKAGE_DOWNLOAD_LOCATION": "https://play.google.com/managed/downloadManagingApp?identifier=setup",
-			"android.app.extra.PROVISIONING_ADMIN_EXTRAS_BUNDLE": map[string]string{"com.google.android.apps.work.clouddpc.EXTRA_ENROLLMENT_TOKEN": t.Value},
+			"android.app.extra.PROVISIONING_ADMIN_EXTRAS_BUNDLE":                    map[string]string{"com.google.android.apps.work.clouddpc.EXTRA_ENROLLMENT_TOKEN": t.Value},
 		})
 		t.QrCode = string(qr)
 		s.mu.Lock()
