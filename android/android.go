@@ -32,6 +32,7 @@ type Store interface {
 	ListAndroidTokens(ctx context.Context) ([]mdmd.AndroidToken, error)
 	RevokeAndroidToken(ctx context.Context, id string) (*mdmd.AndroidToken, error)
 	ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (string, string, error)
+	TakeRate(ctx context.Context, name string, limit int, window time.Duration) (bool, time.Time, error)
 	AppendAudit(ctx context.Context, e *mdmd.AuditEvent) error
 }
 
@@ -48,6 +49,10 @@ type Config struct {
 	PubsubTopic string
 	PublicURL   string
 	Logger      *slog.Logger
+	// Rate is the client-side limit on AMAPI calls per Window, for all
+	// replicas together (AMAPI allows 1,000 per 100 s).
+	Rate   int
+	Window time.Duration
 }
 
 // Service is the Android integration.
@@ -59,6 +64,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	client *am.Service
+	cmds   *Commands
 
 	secretMu  sync.Mutex
 	secretVal string
@@ -70,8 +76,36 @@ func New(st Store, box *secret.Box, cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = 900
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 100 * time.Second
+	}
 	return &Service{st: st, box: box, cfg: cfg, log: cfg.Logger}
 }
+
+// take counts one AMAPI call against the shared limit. It reports when the
+// next window opens if the limit is reached.
+func (s *Service) take(ctx context.Context) (bool, time.Time, error) {
+	return s.st.TakeRate(ctx, "amapi", s.cfg.Rate, s.cfg.Window)
+}
+
+// takeNow is take for calls an admin waits for: over the limit they fail
+// with ERateLimited instead of waiting.
+func (s *Service) takeNow(ctx context.Context) error {
+	ok, next, err := s.take(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return mdmd.Errorf(mdmd.ERateLimited, "the Android Management API rate limit is reached; retry after %s", next.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// SetCommands connects the command sender (for COMMAND notifications).
+func (s *Service) SetCommands(c *Commands) { s.cmds = c }
 
 // Configured reports whether AMAPI can be reached (credentials or an endpoint).
 func (s *Service) Configured() bool { return s.cfg.CredentialsFile != "" || s.cfg.Endpoint != "" }
@@ -149,6 +183,9 @@ func (s *Service) StartSignup(ctx context.Context, callbackURL string) (*am.Sign
 	if callbackURL == "" {
 		callbackURL = s.cfg.PublicURL + "/android/signup-complete"
 	}
+	if err := s.takeNow(ctx); err != nil {
+		return nil, err
+	}
 	u, err := c.SignupUrls.Create().ProjectId(s.cfg.ProjectID).CallbackUrl(callbackURL).Context(ctx).Do()
 	if err != nil {
 		return nil, amapiErr(err)
@@ -173,6 +210,9 @@ func (s *Service) CompleteSignup(ctx context.Context, signupURLName, enterpriseT
 	if s.cfg.PubsubTopic != "" {
 		e.EnabledNotificationTypes = NotificationTypes
 	}
+	if err := s.takeNow(ctx); err != nil {
+		return nil, err
+	}
 	created, err := c.Enterprises.Create(e).ProjectId(s.cfg.ProjectID).SignupUrlName(signupURLName).
 		EnterpriseToken(enterpriseToken).Context(ctx).Do()
 	if err != nil {
@@ -190,11 +230,17 @@ func (s *Service) BindExisting(ctx context.Context, name string) (*Enterprise, e
 	if err != nil {
 		return nil, err
 	}
+	if err := s.takeNow(ctx); err != nil {
+		return nil, err
+	}
 	e, err := c.Enterprises.Get(name).Context(ctx).Do()
 	if err != nil {
 		return nil, amapiErr(err)
 	}
 	if s.cfg.PubsubTopic != "" {
+		if err := s.takeNow(ctx); err != nil {
+			return nil, err
+		}
 		e, err = c.Enterprises.Patch(name, &am.Enterprise{PubsubTopic: s.cfg.PubsubTopic, EnabledNotificationTypes: NotificationTypes}).
 			UpdateMask("pubsubTopic,enabledNotificationTypes").Context(ctx).Do()
 		if err != nil {

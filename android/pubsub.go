@@ -119,8 +119,17 @@ func (s *Service) pubsub(w http.ResponseWriter, r *http.Request) error {
 		web.WriteJSON(w, http.StatusOK, map[string]string{"result": result})
 		return nil
 	case "COMMAND":
-		// Command results are tracked by the command queue (next step).
-		web.WriteJSON(w, http.StatusOK, map[string]string{"result": "ignored"})
+		var op am.Operation
+		if err := json.Unmarshal(data, &op); err != nil || op.Name == "" {
+			return mdmd.FieldError("data", "not an Operation")
+		}
+		if s.cmds == nil {
+			return mdmd.Errorf(mdmd.EUnavailable, "commands are not set up")
+		}
+		if err := s.cmds.ApplyOperation(r.Context(), &op); err != nil {
+			return err
+		}
+		web.WriteJSON(w, http.StatusOK, map[string]string{"result": mdmd.UpdateApplied})
 		return nil
 	case "":
 		return mdmd.FieldError("notificationType", "attribute required")

@@ -83,6 +83,9 @@ func (s *Service) CreateToken(ctx context.Context, in TokenInput, by string) (*I
 	if err != nil {
 		return nil, err
 	}
+	if err := s.takeNow(ctx); err != nil {
+		return nil, err
+	}
 	created, err := c.Enterprises.EnrollmentTokens.Create(e.Name, &am.EnrollmentToken{
 		AllowPersonalUsage: usage, PolicyName: t.PolicyName, OneTimeOnly: oneTime, AdditionalData: string(data),
 		Duration: fmt.Sprintf("%ds", in.DurationHours*3600),
@@ -131,6 +134,9 @@ func (s *Service) RevokeToken(ctx context.Context, id string) (*mdmd.AndroidToke
 	}
 	c, err := s.Client(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.takeNow(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := c.Enterprises.EnrollmentTokens.Delete(t.Name).Context(ctx).Do(); err != nil && !mdmd.IsCode(amapiErr(err), mdmd.ENotFound) {

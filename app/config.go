@@ -45,6 +45,8 @@ type Config struct {
 	AMAPICreds      string
 	AMAPIProject    string
 	AMAPITopic      string
+	AMAPIRate       int
+	AMAPIWindow     time.Duration
 
 	// publicURLDerived is set when PublicURL came from Listen, so that the
 	// real port replaces a :0 once the server listens.
@@ -205,6 +207,10 @@ func settings() []setting {
 				c.AMAPITopic = v
 				return nil
 			}},
+		{"amapi-rate", "MDMD_AMAPI_RATE", "900", "AMAPI calls allowed per --amapi-rate-window, for all replicas together (AMAPI allows 1,000 per 100 s)",
+			num(func(c *Config, n int64) { c.AMAPIRate = int(n) }, 1, 100000)},
+		{"amapi-rate-window", "MDMD_AMAPI_RATE_WINDOW", "100s", "the window of --amapi-rate",
+			dur(func(c *Config) *time.Duration { return &c.AMAPIWindow }, time.Second)},
 		{"enroll-challenge-ttl", "MDMD_ENROLL_CHALLENGE_TTL", "1h", "how long a downloaded enrollment profile's one-time SCEP challenge stays valid",
 			dur(func(c *Config) *time.Duration { return &c.ChallengeTTL }, time.Minute)},
 	}

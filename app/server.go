@@ -324,16 +324,27 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	}()
 
 	androidSvc := android.New(st, box, android.Config{Endpoint: s.cfg.AMAPIEndpoint, CredentialsFile: s.cfg.AMAPICreds,
-		ProjectID: s.cfg.AMAPIProject, PubsubTopic: s.cfg.AMAPITopic, PublicURL: s.cfg.PublicURL, Logger: s.log.With("component", "android")})
+		ProjectID: s.cfg.AMAPIProject, PubsubTopic: s.cfg.AMAPITopic, PublicURL: s.cfg.PublicURL, Rate: s.cfg.AMAPIRate,
+		Window: s.cfg.AMAPIWindow, Logger: s.log.With("component", "android")})
+	androidCmds := android.NewCommands(st, androidSvc, runner, box)
+	androidSvc.SetCommands(androidCmds)
+	cmds.Android = androidCmds
+	runner.Register(android.CommandJob, androidCmds.RunJob)
+	runner.Register(android.ReconcileJob, androidCmds.ReconcileOperations)
+	runner.Every(android.ReconcileJob, 5*time.Minute)
 	runner.Register("android.prune_messages", func(ctx context.Context, _ *mdmd.Job) error {
 		_, err := st.PrunePubsubMessages(ctx, time.Now().Add(-8*24*time.Hour))
 		return err
 	})
 	runner.Every("android.prune_messages", 24*time.Hour)
+	runner.Register("rate.prune", func(ctx context.Context, _ *mdmd.Job) error {
+		return st.PruneRateWindows(ctx, time.Now().Add(-time.Hour))
+	})
+	runner.Every("rate.prune", time.Hour)
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
-			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc}, Membership: profileSvc})
+			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds}, Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
 	s.mu.Unlock()

@@ -39,11 +39,35 @@ type PushPayload struct {
 	DeviceIDs []string `json:"device_ids"`
 }
 
+// AndroidCommander sends the common actions to Android devices.
+type AndroidCommander interface {
+	Lock(ctx context.Context, deviceID, by string) (*mdmd.Command, error)
+	ResetPassword(ctx context.Context, deviceID, by, newPassword string, flags []string) (*mdmd.Command, error)
+	Wipe(ctx context.Context, deviceID, by string, full bool, reason string, preserveFRP bool) (*mdmd.Command, error)
+}
+
 // Service queues commands and wakes devices.
 type Service struct {
 	st   Store
 	jobs JobQueue
 	box  *secret.Box
+	// Android, when set, takes the actions for Android devices.
+	Android AndroidCommander
+}
+
+// android returns the Android commander for an Android device, or nil.
+func (s *Service) android(ctx context.Context, deviceID string) (AndroidCommander, error) {
+	d, err := s.st.GetDevice(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if d.Platform != mdmd.PlatformAndroid {
+		return nil, nil
+	}
+	if s.Android == nil {
+		return nil, mdmd.Errorf(mdmd.EConflict, "Android Enterprise is not configured")
+	}
+	return s.Android, nil
 }
 
 // NewService returns the command service.
@@ -297,8 +321,16 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		id := chi.URLParam(r, "id")
-		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber, PIN: in.PIN})
-		if err != nil {
+		var out []*mdmd.Command
+		if and, err := s.android(r.Context(), id); err != nil {
+			return err
+		} else if and != nil {
+			cmd, err := and.Lock(r.Context(), id, by(r))
+			if err != nil {
+				return err
+			}
+			out = []*mdmd.Command{cmd}
+		} else if out, err = s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber, PIN: in.PIN}); err != nil {
 			return err
 		}
 		reg.Audit(r, "device.lock", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"message": in.Message})
@@ -313,8 +345,16 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		id := chi.URLParam(r, "id")
-		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), ClearPasscode{})
-		if err != nil {
+		var out []*mdmd.Command
+		if and, err := s.android(r.Context(), id); err != nil {
+			return err
+		} else if and != nil {
+			cmd, err := and.ResetPassword(r.Context(), id, by(r), "", nil)
+			if err != nil {
+				return err
+			}
+			out = []*mdmd.Command{cmd}
+		} else if out, err = s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), ClearPasscode{}); err != nil {
 			return err
 		}
 		reg.Audit(r, "device.clear_passcode", "device", id, mdmd.OutcomeSuccess, "", nil)
@@ -356,6 +396,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			Confirm string `json:"confirm"`
 			PIN     string `json:"pin"`
 			Push    *bool  `json:"push"`
+			// PreserveFRP keeps factory reset protection on a fully wiped
+			// Android device (default true).
+			PreserveFRP *bool `json:"preserve_frp"`
 		}
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
@@ -370,6 +413,20 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		}
 		if in.Confirm == "" || (in.Confirm != d.Name && in.Confirm != d.SerialNumber) {
 			return mdmd.FieldError("confirm", "type the device's name or serial number to confirm the wipe")
+		}
+		if in.Mode != "selective" && in.Mode != "full" {
+			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
+		}
+		if and, err := s.android(r.Context(), id); err != nil {
+			return err
+		} else if and != nil {
+			cmd, err := and.Wipe(r.Context(), id, by(r), in.Mode == "full", in.Reason, in.PreserveFRP == nil || *in.PreserveFRP)
+			if err != nil {
+				return err
+			}
+			reg.Audit(r, "device.wipe", "device", id, mdmd.OutcomeSuccess, in.Reason, map[string]any{"mode": in.Mode, "platform": "android"})
+			respond(w, []*mdmd.Command{cmd})
+			return nil
 		}
 		var cmd AppleCommand
 		switch in.Mode {

@@ -211,6 +211,10 @@ func (r *Runner) run(ctx context.Context, j *mdmd.Job, owner string) {
 		return
 	}
 	retryAt := time.Now().Add(Backoff(j.Attempts))
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.At.After(time.Now()) {
+		retryAt = ra.At
+	}
 	failed, ferr := r.st.FailJob(rctx, j.ID, owner, err.Error(), retryAt)
 	switch {
 	case ferr != nil:
@@ -237,6 +241,19 @@ func (r *Runner) safeRun(ctx context.Context, j *mdmd.Job) (err error) {
 	}
 	return h(ctx, j)
 }
+
+// RetryAfterError asks for the next attempt not before At (an upstream
+// rate limit, for example).
+type RetryAfterError struct {
+	Err error
+	At  time.Time
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so that the job is retried at t.
+func RetryAfter(err error, t time.Time) error { return &RetryAfterError{Err: err, At: t} }
 
 // Backoff is the delay before retry n (1-based): exponential from 2 s,
 // capped at 30 minutes, with ±20% jitter so retries do not synchronise.

@@ -126,6 +126,12 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 			deviceID = d.ID
 		} else {
 			deviceID = cur.DeviceID
+			if state == mdmd.EnrollmentUnenrolled {
+				// A full wipe mdmd sent already marked the device wiped.
+				if d, err := tx.GetDevice(ctx, deviceID); err == nil && d.EnrollmentState == mdmd.EnrollmentWiped {
+					state = mdmd.EnrollmentWiped
+				}
+			}
 			set := map[string]any{"enrollment_state": string(state), "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
 			for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {
 				if v != "" {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/migrations"
 )
@@ -205,4 +207,90 @@ func (s *Store) PruneCommands(ctx context.Context, before time.Time) (int64, err
 	res := s.table(ctx, "commands").Where("completed_at IS NOT NULL AND completed_at < ?", before.UTC()).
 		Delete(&mdmd.Command{})
 	return res.RowsAffected, dbErr(res.Error, "commands")
+}
+
+// MarkCommandSent records that a command was handed to the platform (an
+// AMAPI operation). Only a queued command can be marked; the second of two
+// racing senders gets a conflict.
+func (s *Store) MarkCommandSent(ctx context.Context, id, externalID string) (*mdmd.Command, error) {
+	now := s.Now()
+	var ext any
+	if externalID != "" {
+		ext = externalID
+	}
+	res := s.table(ctx, "commands").Where("id = ? AND status = ?", id, mdmd.CommandQueued).
+		Updates(map[string]any{"status": string(mdmd.CommandSent), "external_id": ext, "sent_at": now, "updated_at": now,
+			"deliveries": gorm.Expr("deliveries + 1")})
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "command")
+	}
+	if res.RowsAffected == 0 {
+		if _, err := s.GetCommand(ctx, id); err != nil {
+			return nil, err
+		}
+		return nil, mdmd.Errorf(mdmd.EConflict, "command %s is not queued", id)
+	}
+	return s.GetCommand(ctx, id)
+}
+
+// GetCommandByExternalID finds a command by its platform ID.
+func (s *Store) GetCommandByExternalID(ctx context.Context, externalID string) (*mdmd.Command, error) {
+	var c mdmd.Command
+	err := s.table(ctx, "commands").Where("external_id = ?", externalID).Take(&c).Error
+	return &c, dbErr(err, "command")
+}
+
+// FinishCommand gives a sent command its final status (a platform result
+// that does not come from the device itself).
+func (s *Store) FinishCommand(ctx context.Context, id string, r mdmd.CommandResult) (*mdmd.Command, error) {
+	if !r.Status.Final() {
+		return nil, mdmd.FieldError("status", "%q is not final", r.Status)
+	}
+	now := s.Now()
+	res := s.table(ctx, "commands").Where("id = ? AND status IN ?", id, activeStatuses).
+		Updates(map[string]any{"status": string(r.Status), "result": r.Raw, "error": r.Error, "updated_at": now, "completed_at": now})
+	if res.Error != nil {
+		return nil, dbErr(res.Error, "command")
+	}
+	c, err := s.GetCommand(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if res.RowsAffected == 0 {
+		return c, mdmd.Errorf(mdmd.EConflict, "command %s already has a final status (%s)", id, c.Status)
+	}
+	return c, nil
+}
+
+// PendingExternalCommands returns sent commands with a platform ID that
+// have waited longer than olderThan (to ask the platform about them).
+func (s *Store) PendingExternalCommands(ctx context.Context, olderThan time.Duration, limit int) ([]mdmd.Command, error) {
+	var out []mdmd.Command
+	err := s.table(ctx, "commands").Where("status = ? AND external_id IS NOT NULL AND sent_at < ?", mdmd.CommandSent,
+		s.Now().Add(-olderThan)).Order("sent_at").Limit(limitOf(limit)).Find(&out).Error
+	return out, dbErr(err, "commands")
+}
+
+// TakeRate counts one event against a limit of limit per window, shared by
+// every replica. It reports whether the event fits and, if not, when the
+// next window opens.
+func (s *Store) TakeRate(ctx context.Context, name string, limit int, window time.Duration) (bool, time.Time, error) {
+	now := s.Now()
+	start := now.Truncate(window)
+	var counts []int
+	err := s.db.WithContext(ctx).Raw(`INSERT INTO rate_windows (name, window_start, count) VALUES (?, ?, 1)
+ON CONFLICT (name, window_start) DO UPDATE SET count = rate_windows.count + 1 WHERE rate_windows.count < ?
+RETURNING count`, name, start, limit).Scan(&counts).Error
+	if err != nil {
+		return false, time.Time{}, dbErr(err, "rate")
+	}
+	if len(counts) == 0 {
+		return false, start.Add(window), nil
+	}
+	return true, time.Time{}, nil
+}
+
+// PruneRateWindows forgets windows that ended before the given time.
+func (s *Store) PruneRateWindows(ctx context.Context, before time.Time) error {
+	return dbErr(s.db.WithContext(ctx).Exec("DELETE FROM rate_windows WHERE window_start < ?", utc(before)).Error, "rate")
 }

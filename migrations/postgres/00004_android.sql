@@ -40,7 +40,23 @@ CREATE TABLE pubsub_messages (
 );
 CREATE INDEX pubsub_messages_received ON pubsub_messages (received_at);
 
+-- The AMAPI operation (or call) a command became.
+ALTER TABLE commands ADD COLUMN external_id TEXT;
+CREATE UNIQUE INDEX commands_external ON commands (external_id);
+
+-- Fixed-window counters shared by every replica: the client-side limit on
+-- calls to AMAPI holds for the whole deployment.
+CREATE TABLE rate_windows (
+    name         TEXT NOT NULL,
+    window_start TIMESTAMPTZ NOT NULL,
+    count        INTEGER NOT NULL,
+    PRIMARY KEY (name, window_start)
+);
+
 -- +goose Down
+DROP TABLE rate_windows;
+DROP INDEX commands_external;
+ALTER TABLE commands DROP COLUMN external_id;
 DROP TABLE pubsub_messages;
 DROP TABLE android_devices;
 DROP TABLE android_tokens;
