@@ -49,11 +49,11 @@ type Command struct {
 	Priority    int           `json:"priority" gorm:"column:priority"`
 	CreatedBy   string        `json:"created_by" gorm:"column:created_by"`
 	// Deliveries counts how often the command was handed to the device.
-	Deliveries  int        `json:"deliveries" gorm:"column:deliveries"`
-	Result      []byte     `json:"-" gorm:"column:result"`
+	Deliveries int    `json:"deliveries" gorm:"column:deliveries"`
+	Result     []byte `json:"-" gorm:"column:result"`
 	// ExternalID is what the command became at the platform: an AMAPI
 	// operation name.
-	ExternalID *string `json:"external_id,omitempty" gorm:"column:external_id"`
+	ExternalID  *string    `json:"external_id,omitempty" gorm:"column:external_id"`
 	Error       string     `json:"error,omitempty" gorm:"column:error"`
 	CreatedAt   time.Time  `json:"created_at" gorm:"column:created_at"`
 	UpdatedAt   time.Time  `json:"updated_at" gorm:"column:updated_at"`

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/api/googleapi"
 	am "google.golang.org/api/androidmanagement/v1"
+	"google.golang.org/api/googleapi"
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/jobs"

@@ -313,15 +313,6 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		_, err := pusher.Push(ctx, p.DeviceIDs)
 		return err
 	})
-	bg.Add(2)
-	go func() {
-		defer bg.Done()
-		runner.Run(ctx)
-	}()
-	go func() {
-		defer bg.Done()
-		mdmSvc.Run(ctx)
-	}()
 
 	androidSvc := android.New(st, box, android.Config{Endpoint: s.cfg.AMAPIEndpoint, CredentialsFile: s.cfg.AMAPICreds,
 		ProjectID: s.cfg.AMAPIProject, PubsubTopic: s.cfg.AMAPITopic, PublicURL: s.cfg.PublicURL, Rate: s.cfg.AMAPIRate,
@@ -341,6 +332,17 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		return st.PruneRateWindows(ctx, time.Now().Add(-time.Hour))
 	})
 	runner.Every("rate.prune", time.Hour)
+
+	// Every job kind is registered; start the runner.
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		runner.Run(ctx)
+	}()
+	go func() {
+		defer bg.Done()
+		mdmSvc.Run(ctx)
+	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
