@@ -16,6 +16,7 @@ import (
 	mrand "math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,7 @@ type Runner struct {
 	handlers map[string]Handler
 	periodic []periodic
 	wake     chan struct{}
+	started  atomic.Bool
 	runs     *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
@@ -96,12 +98,20 @@ func New(st Store, opt Options) *Runner {
 	return r
 }
 
-// Register sets the handler of a job kind.
-func (r *Runner) Register(kind string, h Handler) { r.handlers[kind] = h }
+// Register sets the handler of a job kind. It must be called before Run.
+func (r *Runner) Register(kind string, h Handler) {
+	if r.started.Load() {
+		panic("jobs: Register after Run")
+	}
+	r.handlers[kind] = h
+}
 
 // Every schedules a job of kind once per period, fleet-wide: each replica
 // proposes the current slot under the same unique key and one job results.
 func (r *Runner) Every(kind string, every time.Duration) {
+	if r.started.Load() {
+		panic("jobs: Every after Run")
+	}
 	r.periodic = append(r.periodic, periodic{kind: kind, every: every})
 }
 
@@ -124,6 +134,7 @@ func (r *Runner) Wake() {
 
 // Run claims and runs jobs until ctx ends, then waits for running jobs.
 func (r *Runner) Run(ctx context.Context) error {
+	r.started.Store(true)
 	kinds := make([]string, 0, len(r.handlers))
 	for k := range r.handlers {
 		kinds = append(kinds, k)
