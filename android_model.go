@@ -62,3 +62,13 @@ const (
 	UpdateDuplicate = "duplicate" // the message was applied before
 	UpdateStale     = "stale"     // older than what is stored
 )
+
+// AndroidPolicy is an mdmd policy as last saved to AMAPI.
+type AndroidPolicy struct {
+	ID        string    `json:"id" gorm:"column:id;primaryKey"`
+	AMAPIName string    `json:"amapi_name" gorm:"column:amapi_name"`
+	Settings  RawJSON   `json:"settings" gorm:"column:settings"`
+	Version   int64     `json:"version" gorm:"column:version"`
+	UpdatedBy string    `json:"updated_by" gorm:"column:updated_by"`
+	UpdatedAt time.Time `json:"updated_at" gorm:"column:updated_at"`
+}

@@ -170,3 +170,31 @@ func (s *Store) PrunePubsubMessages(ctx context.Context, before time.Time) (int6
 	res := s.table(ctx, "pubsub_messages").Where("received_at < ?", utc(before)).Delete(&pubsubMessage{})
 	return res.RowsAffected, dbErr(res.Error, "messages")
 }
+
+// PutAndroidPolicy stores a policy as saved to AMAPI.
+func (s *Store) PutAndroidPolicy(ctx context.Context, p *mdmd.AndroidPolicy) error {
+	p.UpdatedAt = s.Now()
+	err := s.table(ctx, "android_policies").Clauses(clause.OnConflict{UpdateAll: true}).Create(p).Error
+	return dbErr(err, "policy")
+}
+
+// GetAndroidPolicy returns a policy by ID.
+func (s *Store) GetAndroidPolicy(ctx context.Context, id string) (*mdmd.AndroidPolicy, error) {
+	var p mdmd.AndroidPolicy
+	err := s.table(ctx, "android_policies").Where("id = ?", id).Take(&p).Error
+	return &p, dbErr(err, "policy")
+}
+
+// GetAndroidPolicyByName returns a policy by its AMAPI name.
+func (s *Store) GetAndroidPolicyByName(ctx context.Context, name string) (*mdmd.AndroidPolicy, error) {
+	var p mdmd.AndroidPolicy
+	err := s.table(ctx, "android_policies").Where("amapi_name = ?", name).Take(&p).Error
+	return &p, dbErr(err, "policy")
+}
+
+// ListAndroidPolicies returns every policy by ID.
+func (s *Store) ListAndroidPolicies(ctx context.Context) ([]mdmd.AndroidPolicy, error) {
+	var out []mdmd.AndroidPolicy
+	err := s.table(ctx, "android_policies").Order("id").Limit(mdmd.MaxPageSize).Find(&out).Error
+	return out, dbErr(err, "policies")
+}

@@ -291,6 +291,9 @@ func (s *Server) Report(name string, p Posture) error {
 		return fmt.Errorf("no device %s", name)
 	}
 	applyPosture(d, p)
+	if pol := s.policies[d.PolicyName]; pol != nil {
+		d.AppliedPolicyVersion = pol.Version // the device applied the latest policy
+	}
 	snapshot := *d
 	s.mu.Unlock()
 	s.publish("STATUS_REPORT", &snapshot)

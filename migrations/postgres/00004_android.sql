@@ -53,7 +53,18 @@ CREATE TABLE rate_windows (
     PRIMARY KEY (name, window_start)
 );
 
+-- mdmd's Android policies and the AMAPI version each was last saved as.
+CREATE TABLE android_policies (
+    id         TEXT PRIMARY KEY,
+    amapi_name TEXT NOT NULL UNIQUE,
+    settings   TEXT NOT NULL,
+    version    BIGINT NOT NULL,
+    updated_by TEXT NOT NULL DEFAULT '',
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
 -- +goose Down
+DROP TABLE android_policies;
 DROP TABLE rate_windows;
 DROP INDEX commands_external;
 ALTER TABLE commands DROP COLUMN external_id;
