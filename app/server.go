@@ -323,6 +323,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	runner.Register(android.CommandJob, androidCmds.RunJob)
 	runner.Register(android.ReconcileJob, androidCmds.ReconcileOperations)
 	runner.Every(android.ReconcileJob, 5*time.Minute)
+	runner.Register(android.DevicesJob, androidSvc.ReconcileDevices)
+	runner.Every(android.DevicesJob, 6*time.Hour)
 	runner.Register("android.prune_messages", func(ctx context.Context, _ *mdmd.Job) error {
 		_, err := st.PrunePubsubMessages(ctx, time.Now().Add(-8*24*time.Hour))
 		return err

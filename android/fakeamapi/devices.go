@@ -334,6 +334,12 @@ func (s *Server) Operations() []*am.Operation {
 
 // publish queues a Pub/Sub push message with the resource as data.
 func (s *Server) publish(notificationType string, resource any) {
+	s.mu.Lock()
+	silent := s.silent[notificationType]
+	s.mu.Unlock()
+	if silent {
+		return
+	}
 	data, _ := json.Marshal(resource)
 	s.pushMu.Lock()
 	s.published++

@@ -44,6 +44,7 @@ type Server struct {
 	nextID      atomic.Int64
 	deleted     map[string]DeleteRecord
 	autoAck     bool // commands complete as soon as they are issued
+	silent      map[string]bool
 
 	pushMu    sync.Mutex
 	published int64
@@ -73,7 +74,7 @@ type pushMsg struct {
 func Start() *Server {
 	s := &Server{signups: map[string]string{}, enterprises: map[string]*am.Enterprise{}, tokens: map[string]*am.EnrollmentToken{},
 		policies: map[string]*am.Policy{}, devices: map[string]*am.Device{}, operations: map[string]*am.Operation{},
-		calls: map[string]int{}, deleted: map[string]DeleteRecord{}, autoAck: true,
+		calls: map[string]int{}, deleted: map[string]DeleteRecord{}, autoAck: true, silent: map[string]bool{},
 		pushes: make(chan pushMsg, 100000), stop: make(chan struct{})}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	for i := 0; i < 4; i++ {
@@ -110,6 +111,14 @@ func (s *Server) SetLatency(d time.Duration) { s.mu.Lock(); s.latency = d; s.mu.
 // SetAutoComplete decides whether issued commands complete at once (the
 // device is online) or stay pending until CompleteOperations.
 func (s *Server) SetAutoComplete(on bool) { s.mu.Lock(); s.autoAck = on; s.mu.Unlock() }
+
+// Silence stops notifications of a type from being published (lost
+// notifications, for reconciliation tests); Silence(t, false) resumes.
+func (s *Server) Silence(notificationType string, on bool) {
+	s.mu.Lock()
+	s.silent[notificationType] = on
+	s.mu.Unlock()
+}
 
 // Calls returns how many times each method was called ("issueCommand",
 // "devices.delete", …).
