@@ -46,6 +46,7 @@ import (
 	"github.com/micromdm/plist"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/android/fakeamapi"
 	"github.com/mdmd/mdmd/app"
 	"github.com/mdmd/mdmd/apple/applesim"
 	"github.com/mdmd/mdmd/apple/fakeapns"
@@ -76,6 +77,13 @@ type config struct {
 	duration    time.Duration
 	rounds      int
 	pushDevices int
+
+	android        bool
+	androidDevices int
+	reports        int
+	lockDevices    int
+	amapiRate      int
+	amapiWindow    time.Duration
 }
 
 func run() error {
@@ -86,6 +94,12 @@ func run() error {
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of the idle check-in phase")
 	flag.IntVar(&c.rounds, "rounds", 4, "commands per device in the round-trip phase")
 	flag.IntVar(&c.pushDevices, "push-devices", 10000, "devices one command is pushed to in the push phase (0 skips it)")
+	flag.BoolVar(&c.android, "android", true, "run the Android phases")
+	flag.IntVar(&c.androidDevices, "android-devices", 500, "Android devices whose status reports are ingested")
+	flag.IntVar(&c.reports, "reports", 20000, "STATUS_REPORT pushes in the ingest phase")
+	flag.IntVar(&c.lockDevices, "android-lock", 1000, "Android devices locked through the rate-limited queue (0 skips it)")
+	flag.IntVar(&c.amapiRate, "amapi-rate", 900, "AMAPI calls allowed per -amapi-rate-window")
+	flag.DurationVar(&c.amapiWindow, "amapi-rate-window", 100*time.Second, "the window of -amapi-rate")
 	flag.Parse()
 
 	tmp, err := os.MkdirTemp("", "mdmd-bench-")
@@ -111,7 +125,10 @@ func run() error {
 	if err := fake.CAFile(caFile); err != nil {
 		return err
 	}
-	srv, err := startServer(tmp, dbURL, fake.URL(), caFile)
+	amapi := fakeamapi.Start()
+	defer amapi.Close()
+	srv, err := startServer(tmp, dbURL, fake.URL(), caFile, "--amapi-endpoint", amapi.URL(),
+		"--amapi-rate", strconv.Itoa(c.amapiRate), "--amapi-rate-window", c.amapiWindow.String(), "--workers", "16")
 	if err != nil {
 		return err
 	}
@@ -246,6 +263,13 @@ func run() error {
 			return err
 		}
 		rows = append(rows, row)
+	}
+	if c.android {
+		more, err := androidPhases(c, srv, api, amapi, dialect == "postgres")
+		if err != nil {
+			return err
+		}
+		rows = append(rows, more...)
 	}
 
 	fmt.Printf("\n| %s | count | per second | p50 | p99 | mdmd CPU / op | PostgreSQL CPU / op |\n|---|---|---|---|---|---|---|\n", dialect)
@@ -418,13 +442,14 @@ type server struct {
 	token string
 }
 
-func startServer(dir, dbURL, apnsURL, caFile string) (*server, error) {
+func startServer(dir, dbURL, apnsURL, caFile string, extra ...string) (*server, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "__mdmd", "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--database-url", dbURL,
-		"--apns-url", apnsURL, "--apns-ca-file", caFile, "--log-level", "error", "--db-max-conns", "32")
+	args := append([]string{"__mdmd", "serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--database-url", dbURL,
+		"--apns-url", apnsURL, "--apns-ca-file", caFile, "--log-level", "error", "--db-max-conns", "32"}, extra...)
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

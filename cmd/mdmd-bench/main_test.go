@@ -26,7 +26,8 @@ func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs mdmd in a child process")
 	}
-	args := []string{"-devices", "4", "-rounds", "2", "-concurrency", "2", "-duration", "300ms", "-push-devices", "20"}
+	args := []string{"-devices", "4", "-rounds", "2", "-concurrency", "2", "-duration", "300ms", "-push-devices", "20",
+		"-android-devices", "5", "-reports", "50", "-android-lock", "5", "-amapi-rate", "100", "-amapi-rate-window", "1s"}
 	if u := os.Getenv("MDMD_TEST_DATABASE_URL"); u != "" {
 		args = append(args, "-database-url", u)
 	}
