@@ -90,6 +90,23 @@ func TestAndroidCommandsAndWipes(t *testing.T) {
 			stop := env.act(t, 202, company.ID, "lost-mode", map[string]any{"enable": false})
 			env.waitCommand(t, stop.ID)
 
+			// A company-owned device with a work profile can be given up.
+			cope := fakeamapi.HealthyPosture
+			cope.CompanyOwned = true
+			_, copeDev := env.enroll(t, env.token(t, map[string]any{"kind": "work_profile"}).Value, cope)
+			env.act(t, 400, copeDev.ID, "relinquish", map[string]any{})
+			rel := env.act(t, 202, copeDev.ID, "relinquish", map[string]any{"reason": "device sold to the employee"})
+			if got := env.waitCommand(t, rel.ID); got.Status != mdmd.CommandAcknowledged {
+				t.Fatalf("relinquish = %+v", got)
+			}
+			// AMAPI's error codes come back on the command.
+			env.amapi.FailCommands("API_LEVEL")
+			failing := env.act(t, 202, company.ID, "lock", map[string]any{})
+			if got := env.waitCommand(t, failing.ID); got.Status != mdmd.CommandError || !strings.Contains(got.Error, "API_LEVEL") {
+				t.Fatalf("failed command = %+v", got)
+			}
+			env.amapi.FailCommands("")
+
 			// Wipes: the wrong kind for the device is refused.
 			env.act(t, 409, personal.ID, "wipe", map[string]any{"mode": "full", "reason": "x", "confirm": personal.Name})
 			env.act(t, 409, company.ID, "wipe", map[string]any{"mode": "selective", "reason": "x", "confirm": company.Name})
@@ -126,9 +143,10 @@ func TestAndroidCommandsAndWipes(t *testing.T) {
 				t.Fatalf("audited wipes = %d", len(audit.Items))
 			}
 			// Every command reached AMAPI exactly once.
-			// lock, reset password, clear passcode, reboot, lost mode on and off
-			if n := env.amapi.Calls("issueCommand"); n != 6 {
-				t.Fatalf("issueCommand called %d times, want 6", n)
+			// lock, reset password, clear passcode, reboot, lost mode on and
+			// off, relinquish, the failing lock
+			if n := env.amapi.Calls("issueCommand"); n != 8 {
+				t.Fatalf("issueCommand called %d times, want 8", n)
 			}
 		})
 	}
@@ -138,8 +156,12 @@ func TestAndroidCommandsAndWipes(t *testing.T) {
 // and send none twice; retries of a 429 wait at least 60 s; the client
 // stays under its rate limit.
 func TestAndroidOutagesAndRestart(t *testing.T) {
-	pg := backends(t)
-	dbURL := pg[len(pg)-1].URL // PostgreSQL when available: two server lives share it
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) { androidOutage(t, b.URL) })
+	}
+}
+
+func androidOutage(t *testing.T, dbURL string) {
 	fake := fakeamapi.Start()
 	defer fake.Close()
 	dir := t.TempDir()
@@ -161,8 +183,8 @@ func TestAndroidOutagesAndRestart(t *testing.T) {
 		devices = append(devices, d)
 	}
 	ctx := context.Background()
-	// AMAPI answers 429 to the first calls.
-	fake.FailNext(429, 429, 429)
+	// AMAPI answers 429 to the first calls, then fails twice with 503.
+	fake.FailNext(429, 429, 429, 503, 503)
 	var ids []string
 	for _, d := range devices {
 		ids = append(ids, env.act(t, 202, d.ID, "lock", map[string]any{}).ID)
@@ -174,7 +196,9 @@ func TestAndroidOutagesAndRestart(t *testing.T) {
 		return n == 3
 	})
 	var soonest time.Time
-	env.srv.Store().DB().QueryRow("SELECT min(run_at) FROM jobs WHERE kind = 'android.command' AND last_error LIKE '%429%'").Scan(&soonest)
+	if err := env.srv.Store().DB().QueryRow("SELECT run_at FROM jobs WHERE kind = 'android.command' AND last_error LIKE '%429%' ORDER BY run_at LIMIT 1").Scan(&soonest); err != nil {
+		t.Fatal(err)
+	}
 	if d := time.Until(soonest); d < 55*time.Second {
 		t.Fatalf("a 429 is retried after %s", d)
 	}

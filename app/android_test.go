@@ -244,6 +244,12 @@ func TestAndroidPubSubBadInput(t *testing.T) {
 	if status, body := post(env.push, fakeamapi.PushEnvelope("STATUS_REPORT", strangerData, "m6", time.Now())); status != 200 || !strings.Contains(body, "applied") {
 		t.Fatalf("redelivered report = %d %s", status, body)
 	}
+	// An expired token serves no QR code.
+	short := env.token(t, map[string]any{"kind": "work_profile", "duration_hours": 1})
+	if _, err := env.srv.Store().DB().Exec("UPDATE android_tokens SET expires_at = $1 WHERE id = $2", time.Now().Add(-time.Minute).UTC(), short.Token.ID); err != nil {
+		t.Fatal(err)
+	}
+	env.mustDo(409, "GET", "/api/v1/android/enrollment-tokens/"+short.Token.ID+"/qr.png", env.Token, nil)
 	// Expired and revoked tokens serve no QR code; an unknown kind is refused.
 	env.mustDo(400, "POST", "/api/v1/android/enrollment-tokens", env.Token, map[string]any{"kind": "dedicated"})
 	env.mustDo(400, "POST", "/api/v1/android/enrollment-tokens", env.Token, map[string]any{"kind": "work_profile", "duration_hours": 100000})

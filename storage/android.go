@@ -88,19 +88,6 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 			return nil
 		}
 		publish := utc(u.PublishTime)
-		var cur mdmd.AndroidDevice
-		err := tx.table(ctx, "android_devices").Where("amapi_name = ?", u.State.AMAPIName).Take(&cur).Error
-		known := err == nil
-		if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
-			return dbErr(err, "Android device")
-		}
-		if !known && !u.Enrollment {
-			return mdmd.Errorf(mdmd.ENotFound, "no enrolled device %s", u.State.AMAPIName)
-		}
-		if known && !publish.After(cur.LastPublishTime) {
-			result, deviceID = mdmd.UpdateStale, cur.DeviceID
-			return nil
-		}
 		ownership := amapiOwnership[u.State.AMAPIOwnership]
 		if ownership == "" {
 			ownership = mdmd.OwnershipCorporate
@@ -109,7 +96,33 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 		if u.State.AppliedState == "DELETED" {
 			state = mdmd.EnrollmentUnenrolled
 		}
-		if !known {
+		// The common case, a report for a known device that is newer than
+		// the stored one, in one statement; anything else is sorted out below.
+		var ids []string
+		err := tx.db.WithContext(ctx).Raw(`UPDATE android_devices SET management_mode = ?, amapi_ownership = ?, applied_state = ?,
+    policy_name = ?, applied_policy_version = ?, policy_compliant = ?, non_compliance = ?, last_status_report = ?,
+    last_publish_time = ?, updated_at = ?
+WHERE amapi_name = ? AND last_publish_time < ? RETURNING device_id`,
+			u.State.ManagementMode, u.State.AMAPIOwnership, u.State.AppliedState, u.State.PolicyName, u.State.AppliedPolicyVersion,
+			u.State.PolicyCompliant, u.State.NonCompliance, utcPtr(u.State.LastStatusReport), publish, now,
+			u.State.AMAPIName, publish).Scan(&ids).Error
+		if err != nil {
+			return dbErr(err, "Android device")
+		}
+		if len(ids) == 1 {
+			deviceID = ids[0]
+		} else {
+			var cur mdmd.AndroidDevice
+			err := tx.table(ctx, "android_devices").Where("amapi_name = ?", u.State.AMAPIName).Take(&cur).Error
+			switch {
+			case err == nil:
+				result, deviceID = mdmd.UpdateStale, cur.DeviceID
+				return nil
+			case !errors.Is(err, gorm.ErrRecordNotFound):
+				return dbErr(err, "Android device")
+			case !u.Enrollment:
+				return mdmd.Errorf(mdmd.ENotFound, "no enrolled device %s", u.State.AMAPIName)
+			}
 			owner := ""
 			if u.State.TokenID != "" {
 				if t, err := tx.GetAndroidToken(ctx, u.State.TokenID); err == nil {
@@ -124,37 +137,33 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 				return err
 			}
 			deviceID = d.ID
-		} else {
-			deviceID = cur.DeviceID
-			if state == mdmd.EnrollmentUnenrolled {
-				// A full wipe mdmd sent already marked the device wiped.
-				if d, err := tx.GetDevice(ctx, deviceID); err == nil && d.EnrollmentState == mdmd.EnrollmentWiped {
-					state = mdmd.EnrollmentWiped
-				}
-			}
-			set := map[string]any{"enrollment_state": string(state), "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
-			for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {
-				if v != "" {
-					set[col] = v
-				}
-			}
-			if err := tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(set).Error; err != nil {
-				return dbErr(err, "device")
+			row := u.State
+			row.DeviceID, row.LastPublishTime, row.UpdatedAt = deviceID, publish, now
+			row.LastStatusReport = utcPtr(row.LastStatusReport)
+			if err := tx.table(ctx, "android_devices").Create(&row).Error; err != nil {
+				return dbErr(err, "Android device")
 			}
 		}
-		row := u.State
-		row.DeviceID, row.LastPublishTime, row.UpdatedAt = deviceID, publish, now
-		row.LastStatusReport = utcPtr(row.LastStatusReport)
-		if known {
-			row.TokenID = cur.TokenID
+		var stateExpr any = string(state)
+		if state == mdmd.EnrollmentUnenrolled {
+			// A full wipe mdmd sent marks the device wiped, before or after
+			// this report: keep that, in the same statement.
+			stateExpr = gorm.Expr("CASE WHEN enrollment_state = ? THEN enrollment_state ELSE ? END", mdmd.EnrollmentWiped, string(state))
 		}
-		if err := tx.table(ctx, "android_devices").Clauses(clause.OnConflict{UpdateAll: true}).Create(&row).Error; err != nil {
-			return dbErr(err, "Android device")
+		set := map[string]any{"enrollment_state": stateExpr, "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
+		for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {
+			if v != "" {
+				set[col] = v
+			}
+		}
+		if err := tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(set).Error; err != nil {
+			return dbErr(err, "device")
 		}
 		if u.Posture != nil {
 			p := *u.Posture
 			p.DeviceID = deviceID
-			if err := tx.UpsertPosture(ctx, &p); err != nil {
+			// The device's OS version was written just above.
+			if err := tx.upsertPosture(ctx, &p, false); err != nil {
 				return err
 			}
 		}

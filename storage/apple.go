@@ -573,6 +573,10 @@ func (s *Store) ListPushes(ctx context.Context, deviceID string, limit int) ([]m
 // kept, and the details object is merged key by key. A reported OS
 // version also updates the device.
 func (s *Store) UpsertPosture(ctx context.Context, p *mdmd.Posture) error {
+	return s.upsertPosture(ctx, p, true)
+}
+
+func (s *Store) upsertPosture(ctx context.Context, p *mdmd.Posture, updateDevice bool) error {
 	now := s.Now()
 	observed := utc(p.ObservedAt)
 	if p.ObservedAt.IsZero() {
@@ -612,7 +616,7 @@ ON CONFLICT (device_id) DO UPDATE SET
 			p.PasscodePresent, p.PasscodeCompliant, p.Encrypted, p.Supervised, p.ActivationLock, p.Compromised,
 			details, observed, now).Error, "posture")
 	}
-	if p.OSVersion == "" {
+	if p.OSVersion == "" || !updateDevice {
 		return upsert(s)
 	}
 	return s.Tx(ctx, func(tx *Store) error {

@@ -107,6 +107,9 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request, ent string, rest
 func (s *Server) complete(op *am.Operation, d *am.Device, c *am.Command) {
 	op.Done = true
 	switch {
+	case s.cmdError != "":
+		c.ErrorCode = s.cmdError
+		op.Error = &am.Status{Code: 9, Message: "the device could not carry out the command"}
 	case c.Type == "REBOOT" && d.ManagementMode != "DEVICE_OWNER":
 		c.ErrorCode = "MANAGEMENT_MODE"
 		op.Error = &am.Status{Code: 9, Message: "REBOOT needs a fully managed device"}
@@ -200,6 +203,9 @@ type Posture struct {
 	NonComplianceFields []string
 	Model               string
 	Serial              string
+	// CompanyOwned makes a work-profile token provision a company-owned
+	// device with a work profile (instead of a personal one).
+	CompanyOwned bool
 }
 
 // HealthyPosture is an up-to-date, locked-down phone.
@@ -230,6 +236,9 @@ func (s *Server) Enroll(tokenValue string, p Posture) (string, error) {
 	mode, own := "DEVICE_OWNER", "COMPANY_OWNED"
 	if t.AllowPersonalUsage == "PERSONAL_USAGE_ALLOWED" {
 		mode, own = "PROFILE_OWNER", "PERSONALLY_OWNED"
+		if p.CompanyOwned {
+			own = "COMPANY_OWNED" // a company device set up with a work profile
+		}
 	}
 	policy := t.PolicyName
 	if policy == "" {

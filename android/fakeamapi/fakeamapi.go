@@ -45,6 +45,7 @@ type Server struct {
 	deleted     map[string]DeleteRecord
 	autoAck     bool // commands complete as soon as they are issued
 	silent      map[string]bool
+	cmdError    string // errorCode the next commands complete with
 
 	pushMu    sync.Mutex
 	published int64
@@ -119,6 +120,11 @@ func (s *Server) Silence(notificationType string, on bool) {
 	s.silent[notificationType] = on
 	s.mu.Unlock()
 }
+
+// FailCommands makes issued commands complete with an AMAPI errorCode
+// (API_LEVEL, MANAGEMENT_MODE, INVALID_VALUE, UNSUPPORTED, UNKNOWN); ""
+// stops it.
+func (s *Server) FailCommands(errorCode string) { s.mu.Lock(); s.cmdError = errorCode; s.mu.Unlock() }
 
 // Calls returns how many times each method was called ("issueCommand",
 // "devices.delete", …).
