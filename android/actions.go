@@ -35,8 +35,10 @@ func (c *Commands) Wipe(ctx context.Context, deviceID, by string, full bool, rea
 	switch {
 	case full && !company:
 		return nil, mdmd.Errorf(mdmd.EConflict, "a personally owned device can only be wiped selectively (its work profile)")
-	case !full && company && ad.ManagementMode == "DEVICE_OWNER":
-		return nil, mdmd.Errorf(mdmd.EConflict, "a fully managed device has no work profile to remove: wipe it fully")
+	case !full && company:
+		// Deleting a company-owned device factory-resets it, work profile
+		// or not; giving it up without a reset is relinquish.
+		return nil, mdmd.Errorf(mdmd.EConflict, "a company-owned device cannot be wiped selectively: wipe it fully, or relinquish ownership to remove only the work profile")
 	}
 	cmd := Command{Type: CmdDelete, WipeReason: reason}
 	if full && preserveFRP {

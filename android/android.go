@@ -66,9 +66,10 @@ type Service struct {
 	client *am.Service
 	cmds   *Commands
 
-	secretMu  sync.Mutex
-	secretVal string
-	secretAt  time.Time
+	secretMu   sync.Mutex
+	secretVal  string
+	secretEnt  string
+	secretAt   time.Time
 }
 
 // New returns the integration.
@@ -85,23 +86,47 @@ func New(st Store, box *secret.Box, cfg Config) *Service {
 	return &Service{st: st, box: box, cfg: cfg, log: cfg.Logger}
 }
 
-// take counts one AMAPI call against the shared limit. It reports when the
-// next window opens if the limit is reached.
-func (s *Service) take(ctx context.Context) (bool, time.Time, error) {
-	return s.st.TakeRate(ctx, "amapi", s.cfg.Rate, s.cfg.Window)
+// The limit is counted in n sub-windows of Window/n, each allowing
+// Rate/(n+1) calls: any span of length Window, wherever it starts, overlaps
+// at most n+1 sub-windows, so it never holds more than Rate calls (fixed
+// windows would allow twice the rate across a boundary). Queued work gets
+// 90% of that; the rest is kept for requests an admin waits for.
+func (s *Service) subWindows() (n int, window time.Duration) {
+	n = min(10, max(1, s.cfg.Rate-1))
+	return n, s.cfg.Window / time.Duration(n)
 }
 
-// takeNow is take for calls an admin waits for: over the limit they fail
-// with ERateLimited instead of waiting.
+func (s *Service) takeWithin(ctx context.Context, share float64) (bool, time.Time, error) {
+	n, window := s.subWindows()
+	limit := max(1, int(share*float64(s.cfg.Rate)/float64(n+1)))
+	return s.st.TakeRate(ctx, "amapi", limit, window)
+}
+
+// take counts one queued AMAPI call against the shared limit. It reports
+// when the next sub-window opens if the limit is reached.
+func (s *Service) take(ctx context.Context) (bool, time.Time, error) {
+	return s.takeWithin(ctx, 0.9)
+}
+
+// takeNow is for calls an admin waits for: they may use the reserve, wait
+// up to a few seconds for the next sub-window, and past that fail with
+// ERateLimited.
 func (s *Service) takeNow(ctx context.Context) error {
-	ok, next, err := s.take(ctx)
-	if err != nil {
-		return err
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ok, next, err := s.takeWithin(ctx, 1)
+		if err != nil || ok {
+			return err
+		}
+		if next.After(deadline) {
+			return mdmd.Errorf(mdmd.ERateLimited, "the Android Management API rate limit is reached; retry after %s", next.Format(time.RFC3339))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Until(next) + time.Millisecond):
+		}
 	}
-	if !ok {
-		return mdmd.Errorf(mdmd.ERateLimited, "the Android Management API rate limit is reached; retry after %s", next.Format(time.RFC3339))
-	}
-	return nil
 }
 
 // SetCommands connects the command sender (for COMMAND notifications).
@@ -251,11 +276,17 @@ func (s *Service) BindExisting(ctx context.Context, name string) (*Enterprise, e
 }
 
 func (s *Service) bind(ctx context.Context, e *am.Enterprise) (*Enterprise, error) {
-	b := make([]byte, 32)
-	rand.Read(b)
-	sealed, err := s.box.Seal([]byte(base64.RawURLEncoding.EncodeToString(b)), pushSecretLabel)
-	if err != nil {
-		return nil, err
+	// Binding again keeps the push secret, so the configured Pub/Sub
+	// subscription keeps working.
+	var sealed []byte
+	if prev, err := s.GetEnterprise(ctx); err == nil && len(prev.PushSecretSealed) > 0 {
+		sealed = prev.PushSecretSealed
+	} else {
+		b := make([]byte, 32)
+		rand.Read(b)
+		if sealed, err = s.box.Seal([]byte(base64.RawURLEncoding.EncodeToString(b)), pushSecretLabel); err != nil {
+			return nil, err
+		}
 	}
 	out := &Enterprise{Name: e.Name, DisplayName: e.EnterpriseDisplayName, PubsubTopic: e.PubsubTopic,
 		NotificationTypes: e.EnabledNotificationTypes, PushSecretSealed: sealed}
@@ -285,8 +316,18 @@ func (s *Service) pushSecret(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s.secretVal, s.secretAt = string(v), time.Now()
+	s.secretVal, s.secretEnt, s.secretAt = string(v), e.Name, time.Now()
 	return s.secretVal, nil
+}
+
+// boundEnterprise is the bound enterprise's name (cached with the secret).
+func (s *Service) boundEnterprise(ctx context.Context) string {
+	if _, err := s.pushSecret(ctx); err != nil {
+		return ""
+	}
+	s.secretMu.Lock()
+	defer s.secretMu.Unlock()
+	return s.secretEnt
 }
 
 // PushEndpoint is the URL to configure as the Pub/Sub push subscription's

@@ -139,7 +139,7 @@ func (c *Commands) Enqueue(ctx context.Context, deviceID, by string, cmd Command
 		return nil, mdmd.Errorf(mdmd.EConflict, "lost mode needs a company-owned device")
 	}
 	if cmd.Type == CmdDelete {
-		cmd.Full = ad.AMAPIOwnership == "COMPANY_OWNED" && ad.ManagementMode == "DEVICE_OWNER"
+		cmd.Full = ad.AMAPIOwnership == "COMPANY_OWNED" // deleting a company device is a factory reset
 	}
 	row := &mdmd.Command{ID: strings.ToUpper(newID()), DeviceID: deviceID, RequestType: cmd.Type, CreatedBy: by}
 	payload, _ := json.Marshal(cmd)
@@ -214,9 +214,6 @@ func (c *Commands) RunJob(ctx context.Context, j *mdmd.Job) error {
 		}
 		if _, err := call.Do(); err != nil {
 			return c.callFailed(ctx, row, err)
-		}
-		if _, err := c.st.MarkCommandSent(ctx, row.ID, ""); err != nil {
-			return err
 		}
 		if _, err := c.st.FinishCommand(ctx, row.ID, mdmd.CommandResult{Status: mdmd.CommandAcknowledged}); err != nil {
 			return err
@@ -319,7 +316,18 @@ func (c *Commands) ReconcileOperations(ctx context.Context, _ *mdmd.Job) error {
 			return err // the next run continues
 		}
 		op, err := client.Enterprises.Devices.Operations.Get(*row.ExternalID).Context(ctx).Do()
-		if err != nil {
+		switch {
+		case mdmd.IsCode(amapiErr(err), mdmd.ENotFound) || (err == nil && !op.Done && row.SentAt != nil && time.Since(*row.SentAt) > CommandDuration):
+			// The operation is gone (the device was deleted) or expired
+			// unfinished: the command will never complete.
+			if _, ferr := c.st.FinishCommand(ctx, row.ID, mdmd.CommandResult{Status: mdmd.CommandError,
+				Error: "the command expired or its device left the enterprise before carrying it out"}); ferr != nil && !mdmd.IsCode(ferr, mdmd.EConflict) {
+				return ferr
+			}
+			continue
+		case mdmd.IsCode(amapiErr(err), mdmd.ERateLimited):
+			return nil // the next run continues
+		case err != nil:
 			continue
 		}
 		if err := c.ApplyOperation(ctx, op); err != nil {

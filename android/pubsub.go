@@ -105,6 +105,13 @@ func (s *Service) pubsub(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
+		if ent := s.boundEnterprise(r.Context()); !strings.HasPrefix(d.Name, ent+"/devices/") {
+			// Not this enterprise's device (a shared topic, or an
+			// enterprise bound before): acknowledged, never applied.
+			s.log.Warn("Pub/Sub message for another enterprise ignored", "device", d.Name)
+			web.WriteJSON(w, http.StatusOK, map[string]string{"result": "ignored"})
+			return nil
+		}
 		u.MessageID, u.PublishTime = msgID, publish
 		result, deviceID, err := s.st.ApplyAndroidUpdate(r.Context(), *u)
 		if err != nil {
@@ -126,7 +133,20 @@ func (s *Service) pubsub(w http.ResponseWriter, r *http.Request) error {
 		if s.cmds == nil {
 			return mdmd.Errorf(mdmd.EUnavailable, "commands are not set up")
 		}
-		if err := s.cmds.ApplyOperation(r.Context(), &op); err != nil {
+		if ent := s.boundEnterprise(r.Context()); !strings.HasPrefix(op.Name, ent+"/devices/") {
+			s.log.Warn("Pub/Sub message for another enterprise ignored", "operation", op.Name)
+			web.WriteJSON(w, http.StatusOK, map[string]string{"result": "ignored"})
+			return nil
+		}
+		err := s.cmds.ApplyOperation(r.Context(), &op)
+		if mdmd.IsCode(err, mdmd.ENotFound) {
+			// An operation mdmd did not issue (or a pruned command):
+			// acknowledged, so Pub/Sub does not redeliver it for days.
+			s.log.Info("COMMAND notification for no known command ignored", "operation", op.Name)
+			web.WriteJSON(w, http.StatusOK, map[string]string{"result": "ignored"})
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]string{"result": mdmd.UpdateApplied})

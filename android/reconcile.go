@@ -2,9 +2,11 @@ package android
 
 import (
 	"context"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/jobs"
 )
 
 // DevicesJob is the job kind that lists every device from AMAPI to catch
@@ -42,6 +44,9 @@ func (s *Service) ReconcileDevices(ctx context.Context, _ *mdmd.Job) error {
 		}
 		resp, err := call.Do()
 		if err != nil {
+			if mdmd.IsCode(amapiErr(err), mdmd.ERateLimited) {
+				return jobs.RetryAfter(err, time.Now().Add(60*time.Second+time.Duration(mrand.Int64N(int64(30*time.Second)))))
+			}
 			return amapiErr(err)
 		}
 		for _, d := range resp.Devices {

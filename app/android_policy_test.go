@@ -8,8 +8,10 @@ import (
 	"github.com/mdmd/mdmd/android/fakeamapi"
 )
 
-func TestAndroidPolicies(t *testing.T) {
-	env := newAndroidEnv(t, backends(t)[0].URL)
+func TestAndroidPolicies(t *testing.T) { eachBackend(t, testAndroidPolicies) }
+
+func testAndroidPolicies(t *testing.T, dbURL string) {
+	env := newAndroidEnv(t, dbURL)
 	var p mdmd.AndroidPolicy
 	env.mustDo(200, "PUT", "/api/v1/android/policies/default", env.Token, map[string]any{}).json(t, &p)
 	if p.Version != 1 || p.AMAPIName == "" {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +13,10 @@ import (
 
 // TestAndroidReconciliation: notifications that never arrive are caught
 // by the periodic device listing and by asking AMAPI about operations.
-func TestAndroidReconciliation(t *testing.T) {
-	env := newAndroidEnv(t, backends(t)[0].URL)
+func TestAndroidReconciliation(t *testing.T) { eachBackend(t, testAndroidReconciliation) }
+
+func testAndroidReconciliation(t *testing.T, dbURL string) {
+	env := newAndroidEnv(t, dbURL)
 	ctx := context.Background()
 	runJob := func(kind string) {
 		t.Helper()
@@ -81,5 +84,22 @@ func TestAndroidReconciliation(t *testing.T) {
 	}
 	if env.amapi.Calls("operations.get") != 1 {
 		t.Fatalf("operations.get called %d times", env.amapi.Calls("operations.get"))
+	}
+	// A command for a device that is then deleted never completes: once
+	// AMAPI no longer knows its operation, it ends with an error.
+	d2, _ := env.srv.Store().GetDeviceByAMAPIName(ctx, names[1])
+	stuck := (&androidEnv{testServer: env.testServer, amapi: env.amapi}).act(t, 202, d2.ID, "lock", map[string]any{})
+	eventually(t, 10*time.Second, "the lock to be sent", func() bool {
+		c, _ := env.srv.Store().GetCommand(ctx, stuck.ID)
+		return c.Status == mdmd.CommandSent
+	})
+	wipe := (&androidEnv{testServer: env.testServer, amapi: env.amapi}).act(t, 202, d2.ID, "wipe", map[string]any{"mode": "full", "reason": "gone", "confirm": d2.Name})
+	env.waitCommand(t, wipe.ID)
+	if _, err := env.srv.Store().DB().Exec("UPDATE commands SET sent_at = $1 WHERE id = $2", time.Now().Add(-10*time.Minute).UTC(), stuck.ID); err != nil {
+		t.Fatal(err)
+	}
+	runJob(android.ReconcileJob)
+	if c := env.waitCommand(t, stuck.ID); c.Status != mdmd.CommandError || !strings.Contains(c.Error, "left the enterprise") {
+		t.Fatalf("stuck command = %+v", c)
 	}
 }

@@ -163,8 +163,10 @@ func TestAndroidEnrollmentAndStatusReports(t *testing.T) {
 	}
 }
 
-func TestAndroidPubSubBadInput(t *testing.T) {
-	env := newAndroidEnv(t, backends(t)[0].URL)
+func TestAndroidPubSubBadInput(t *testing.T) { eachBackend(t, testAndroidPubSubBadInput) }
+
+func testAndroidPubSubBadInput(t *testing.T, dbURL string) {
+	env := newAndroidEnv(t, dbURL)
 	ctx := context.Background()
 	tok := env.token(t, map[string]any{"kind": "work_profile"})
 	name, dev := env.enroll(t, tok.Value, fakeamapi.HealthyPosture)
@@ -180,6 +182,9 @@ func TestAndroidPubSubBadInput(t *testing.T) {
 	stranger.Name = strings.Replace(current.Name, "/devices/", "/devices/9", 1)
 	strangerData, _ := json.Marshal(&stranger)
 	currentData, _ := json.Marshal(current)
+	foreign := *current
+	foreign.Name = "enterprises/LC0OTHER/devices/31337"
+	foreignData, _ := json.Marshal(&foreign)
 	wrongPush := env.push[:strings.LastIndex(env.push, "/")+1] + "not-the-secret"
 	post := func(url string, body []byte) (int, string) {
 		resp, err := http.Post(url, "application/json", bytes.NewReader(body))
@@ -224,6 +229,8 @@ func TestAndroidPubSubBadInput(t *testing.T) {
 		{"replayed message ID", env.push, replay, 200, "duplicate"},
 		{"older report", env.push, fakeamapi.PushEnvelope("STATUS_REPORT", olderData, "m5", old), 200, "stale"},
 		{"device mdmd never enrolled", env.push, fakeamapi.PushEnvelope("STATUS_REPORT", strangerData, "m6", time.Now()), 404, "no enrolled device"},
+		{"another enterprise's device", env.push, fakeamapi.PushEnvelope("ENROLLMENT", foreignData, "m8", time.Now()), 200, "ignored"},
+		{"result of an operation mdmd never issued", env.push, fakeamapi.PushEnvelope("COMMAND", []byte(`{"name":"`+current.Name+`/operations/999","done":true}`), "m9", time.Now()), 200, "ignored"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,6 +242,9 @@ func TestAndroidPubSubBadInput(t *testing.T) {
 	}
 	if after := snapshot(); after != before {
 		t.Fatalf("bad pushes changed stored state:\n%s\n%s", before, after)
+	}
+	if strings.Contains(env.Stderr.String(), env.push[strings.LastIndex(env.push, "/")+1:]) {
+		t.Fatal("the push secret is in the logs")
 	}
 	// The refused report for an unknown device was not recorded: once that
 	// device's enrollment arrives, the redelivered report applies.
@@ -260,10 +270,12 @@ func TestAndroidPubSubBadInput(t *testing.T) {
 	}
 }
 
-func TestAndroidBindExistingAndDeletion(t *testing.T) {
+func TestAndroidBindExistingAndDeletion(t *testing.T) { eachBackend(t, androidBindExistingAndDeletion) }
+
+func androidBindExistingAndDeletion(t *testing.T, dbURL string) {
 	fake := fakeamapi.Start()
 	defer fake.Close()
-	ts := start(t, "--data-dir", t.TempDir(), "--amapi-endpoint", fake.URL(), "--amapi-pubsub-topic", "projects/p/topics/t")
+	ts := start(t, "--data-dir", t.TempDir(), "--database-url", dbURL, "--amapi-endpoint", fake.URL(), "--amapi-pubsub-topic", "projects/p/topics/t")
 	ts.mustDo(409, "GET", "/api/v1/android/enterprise", ts.Token, nil)
 	ts.mustDo(409, "POST", "/api/v1/android/signup", ts.Token, map[string]any{}) // no project configured
 	ts.mustDo(400, "PUT", "/api/v1/android/enterprise", ts.Token, map[string]string{"name": "not-an-enterprise"})

@@ -214,3 +214,10 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 }
 
 func backendsB(b *testing.B) []storagetest.Backend { return storagetest.Backends(b) }
+
+// eachBackend runs fn as a subtest on every database.
+func eachBackend(t *testing.T, fn func(t *testing.T, dbURL string)) {
+	for _, b := range backends(t) {
+		t.Run(b.Name, func(t *testing.T) { fn(t, b.URL) })
+	}
+}

@@ -102,7 +102,7 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 		err := tx.db.WithContext(ctx).Raw(`UPDATE android_devices SET management_mode = ?, amapi_ownership = ?, applied_state = ?,
     policy_name = ?, applied_policy_version = ?, policy_compliant = ?, non_compliance = ?, last_status_report = ?,
     last_publish_time = ?, updated_at = ?
-WHERE amapi_name = ? AND last_publish_time < ? RETURNING device_id`,
+WHERE amapi_name = ? AND last_publish_time <= ? RETURNING device_id`,
 			u.State.ManagementMode, u.State.AMAPIOwnership, u.State.AppliedState, u.State.PolicyName, u.State.AppliedPolicyVersion,
 			u.State.PolicyCompliant, u.State.NonCompliance, utcPtr(u.State.LastStatusReport), publish, now,
 			u.State.AMAPIName, publish).Scan(&ids).Error
@@ -145,10 +145,16 @@ WHERE amapi_name = ? AND last_publish_time < ? RETURNING device_id`,
 			}
 		}
 		var stateExpr any = string(state)
-		if state == mdmd.EnrollmentUnenrolled {
+		switch {
+		case state == mdmd.EnrollmentUnenrolled:
 			// A full wipe mdmd sent marks the device wiped, before or after
 			// this report: keep that, in the same statement.
 			stateExpr = gorm.Expr("CASE WHEN enrollment_state = ? THEN enrollment_state ELSE ? END", mdmd.EnrollmentWiped, string(state))
+		case !u.Enrollment:
+			// Only an ENROLLMENT brings a wiped or unenrolled device back; a
+			// late report from before the wipe does not.
+			stateExpr = gorm.Expr("CASE WHEN enrollment_state IN (?, ?) THEN enrollment_state ELSE ? END",
+				mdmd.EnrollmentWiped, mdmd.EnrollmentUnenrolled, string(state))
 		}
 		set := map[string]any{"enrollment_state": stateExpr, "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
 		for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {

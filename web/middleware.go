@@ -146,7 +146,7 @@ func observe(log *slog.Logger, m *httpMetrics) func(http.Handler) http.Handler {
 }
 
 // secretPaths are path prefixes whose rest is a secret (enrollment links).
-var secretPaths = []string{"/enroll/"}
+var secretPaths = []string{"/enroll/", "/android/pubsub/"}
 
 // LogPath is the request path as it may be logged: the secret part of an
 // enrollment link is left out.
