@@ -66,10 +66,10 @@ type Service struct {
 	client *am.Service
 	cmds   *Commands
 
-	secretMu   sync.Mutex
-	secretVal  string
-	secretEnt  string
-	secretAt   time.Time
+	secretMu  sync.Mutex
+	secretVal string
+	secretEnt string
+	secretAt  time.Time
 }
 
 // New returns the integration.

@@ -14,7 +14,7 @@ import (
 func (env *androidEnv) waitCommand(t *testing.T, id string) mdmd.Command {
 	t.Helper()
 	var c *mdmd.Command
-	eventually(t, 15*time.Second, "command "+id+" to finish", func() bool {
+	eventually(t, 40*time.Second, "command "+id+" to finish", func() bool {
 		c, _ = env.srv.Store().GetCommand(context.Background(), id)
 		return c != nil && c.Status.Final()
 	})

@@ -77,7 +77,7 @@ func TestReenrollmentReinstallsProfiles(t *testing.T) {
 	env.mu.Lock()
 	env.devices[sim2.PushToken()] = sim2
 	env.mu.Unlock()
-	eventually(t, 15*time.Second, "reinstalled after re-enrollment", func() bool { return has(sim2) })
+	eventually(t, 30*time.Second, "reinstalled after re-enrollment", func() bool { return has(sim2) })
 }
 
 // TestIdentityRenewal renews a device's identity the way iOS expects (a new
