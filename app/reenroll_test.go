@@ -77,7 +77,12 @@ func TestReenrollmentReinstallsProfiles(t *testing.T) {
 	env.mu.Lock()
 	env.devices[sim2.PushToken()] = sim2
 	env.mu.Unlock()
-	eventually(t, 30*time.Second, "reinstalled after re-enrollment", func() bool { return has(sim2) })
+	// A device connects right after enrolling (a push may have come before
+	// the test registered it).
+	eventually(t, 30*time.Second, "reinstalled after re-enrollment", func() bool {
+		sim2.Connect(ctx)
+		return has(sim2)
+	})
 }
 
 // TestIdentityRenewal renews a device's identity the way iOS expects (a new
