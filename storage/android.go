@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/migrations"
 )
 
 // CreateAndroidToken stores an enrollment token mdmd created in AMAPI.
@@ -78,15 +79,6 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 	}
 	err = s.Tx(ctx, func(tx *Store) error {
 		now := tx.Now()
-		res := tx.table(ctx, "pubsub_messages").Clauses(clause.OnConflict{DoNothing: true}).
-			Create(&pubsubMessage{MessageID: u.MessageID, ReceivedAt: now})
-		if res.Error != nil {
-			return dbErr(res.Error, "message")
-		}
-		if res.RowsAffected == 0 {
-			result = mdmd.UpdateDuplicate
-			return nil
-		}
 		publish := utc(u.PublishTime)
 		ownership := amapiOwnership[u.State.AMAPIOwnership]
 		if ownership == "" {
@@ -96,22 +88,81 @@ func (s *Store) ApplyAndroidUpdate(ctx context.Context, u mdmd.AndroidUpdate) (r
 		if u.State.AppliedState == "DELETED" {
 			state = mdmd.EnrollmentUnenrolled
 		}
-		// The common case, a report for a known device that is newer than
-		// the stored one, in one statement; anything else is sorted out below.
-		var ids []string
-		err := tx.db.WithContext(ctx).Raw(`UPDATE android_devices SET management_mode = ?, amapi_ownership = ?, applied_state = ?,
+		// The statements are written out rather than built by gorm: this
+		// is the hot path of STATUS_REPORT ingest.
+		androidSQL := `UPDATE android_devices SET management_mode = ?, amapi_ownership = ?, applied_state = ?,
     policy_name = ?, applied_policy_version = ?, policy_compliant = ?, non_compliance = ?, last_status_report = ?,
     last_publish_time = ?, updated_at = ?
-WHERE amapi_name = ? AND last_publish_time <= ? RETURNING device_id`,
-			u.State.ManagementMode, u.State.AMAPIOwnership, u.State.AppliedState, u.State.PolicyName, u.State.AppliedPolicyVersion,
-			u.State.PolicyCompliant, u.State.NonCompliance, utcPtr(u.State.LastStatusReport), publish, now,
-			u.State.AMAPIName, publish).Scan(&ids).Error
-		if err != nil {
-			return dbErr(err, "Android device")
+WHERE amapi_name = ? AND last_publish_time <= ?`
+		androidArgs := []any{u.State.ManagementMode, u.State.AMAPIOwnership, u.State.AppliedState, u.State.PolicyName,
+			u.State.AppliedPolicyVersion, u.State.PolicyCompliant, u.State.NonCompliance, utcPtr(u.State.LastStatusReport),
+			publish, now, u.State.AMAPIName, publish}
+		stateSQL, stateArgs := "?", []any{string(state)}
+		switch {
+		case state == mdmd.EnrollmentUnenrolled:
+			// A full wipe mdmd sent marks the device wiped, before or after
+			// this report: keep that, in the same statement.
+			stateSQL, stateArgs = "CASE WHEN enrollment_state = ? THEN enrollment_state ELSE ? END",
+				[]any{string(mdmd.EnrollmentWiped), string(state)}
+		case !u.Enrollment:
+			// Only an ENROLLMENT brings a wiped or unenrolled device back; a
+			// late report from before the wipe does not.
+			stateSQL, stateArgs = "CASE WHEN enrollment_state IN (?, ?) THEN enrollment_state ELSE ? END",
+				[]any{string(mdmd.EnrollmentWiped), string(mdmd.EnrollmentUnenrolled), string(state)}
 		}
-		if len(ids) == 1 {
-			deviceID = ids[0]
+		devicesSQL := `UPDATE devices SET enrollment_state = ` + stateSQL + `, ownership = ?, updated_at = ?, last_seen_at = ?,
+    model = COALESCE(NULLIF(?, ''), model), serial_number = COALESCE(NULLIF(?, ''), serial_number),
+    os_version = COALESCE(NULLIF(?, ''), os_version)`
+		devicesArgs := append(stateArgs, string(ownership), now, now, u.Model, u.SerialNumber, u.OSVersion)
+
+		// The common case is a new report for a known device. On
+		// PostgreSQL it is one statement: record the message, update the
+		// Android row if this report is newer, then the device row.
+		devicesDone := false
+		if tx.dialect == migrations.Postgres {
+			var row struct {
+				Fresh    bool
+				DeviceID *string
+			}
+			args := append([]any{u.MessageID, now}, androidArgs...)
+			args = append(args, devicesArgs...)
+			err := tx.db.WithContext(ctx).Raw(`WITH msg AS (
+    INSERT INTO pubsub_messages (message_id, received_at) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING message_id
+), ad AS (
+    `+androidSQL+` AND EXISTS (SELECT 1 FROM msg) RETURNING device_id
+), d AS (
+    `+devicesSQL+` FROM ad WHERE devices.id = ad.device_id RETURNING devices.id
+)
+SELECT EXISTS (SELECT 1 FROM msg) AS fresh, (SELECT id FROM d) AS device_id`, args...).Scan(&row).Error
+			if err != nil {
+				return dbErr(err, "Android device")
+			}
+			if !row.Fresh {
+				result = mdmd.UpdateDuplicate
+				return nil
+			}
+			if row.DeviceID != nil {
+				deviceID, devicesDone = *row.DeviceID, true
+			}
 		} else {
+			res := tx.table(ctx, "pubsub_messages").Clauses(clause.OnConflict{DoNothing: true}).
+				Create(&pubsubMessage{MessageID: u.MessageID, ReceivedAt: now})
+			if res.Error != nil {
+				return dbErr(res.Error, "message")
+			}
+			if res.RowsAffected == 0 {
+				result = mdmd.UpdateDuplicate
+				return nil
+			}
+			var ids []string
+			if err := tx.db.WithContext(ctx).Raw(androidSQL+" RETURNING device_id", androidArgs...).Scan(&ids).Error; err != nil {
+				return dbErr(err, "Android device")
+			}
+			if len(ids) == 1 {
+				deviceID = ids[0]
+			}
+		}
+		if deviceID == "" {
 			var cur mdmd.AndroidDevice
 			err := tx.table(ctx, "android_devices").Where("amapi_name = ?", u.State.AMAPIName).Take(&cur).Error
 			switch {
@@ -144,26 +195,10 @@ WHERE amapi_name = ? AND last_publish_time <= ? RETURNING device_id`,
 				return dbErr(err, "Android device")
 			}
 		}
-		var stateExpr any = string(state)
-		switch {
-		case state == mdmd.EnrollmentUnenrolled:
-			// A full wipe mdmd sent marks the device wiped, before or after
-			// this report: keep that, in the same statement.
-			stateExpr = gorm.Expr("CASE WHEN enrollment_state = ? THEN enrollment_state ELSE ? END", mdmd.EnrollmentWiped, string(state))
-		case !u.Enrollment:
-			// Only an ENROLLMENT brings a wiped or unenrolled device back; a
-			// late report from before the wipe does not.
-			stateExpr = gorm.Expr("CASE WHEN enrollment_state IN (?, ?) THEN enrollment_state ELSE ? END",
-				mdmd.EnrollmentWiped, mdmd.EnrollmentUnenrolled, string(state))
-		}
-		set := map[string]any{"enrollment_state": stateExpr, "ownership": string(ownership), "updated_at": now, "last_seen_at": now}
-		for col, v := range map[string]string{"model": u.Model, "serial_number": u.SerialNumber, "os_version": u.OSVersion} {
-			if v != "" {
-				set[col] = v
+		if !devicesDone {
+			if err := tx.db.WithContext(ctx).Exec(devicesSQL+" WHERE id = ?", append(devicesArgs, deviceID)...).Error; err != nil {
+				return dbErr(err, "device")
 			}
-		}
-		if err := tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(set).Error; err != nil {
-			return dbErr(err, "device")
 		}
 		if u.Posture != nil {
 			p := *u.Posture
