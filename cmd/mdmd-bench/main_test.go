@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/mdmd/mdmd/app"
 )
@@ -35,5 +36,35 @@ func TestBenchSmoke(t *testing.T) {
 	os.Args = append([]string{"mdmd-bench"}, args...)
 	if err := run(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestBusiestSpan(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(secs ...float64) []time.Time {
+		var out []time.Time
+		for _, s := range secs {
+			out = append(out, t0.Add(time.Duration(s*float64(time.Second))))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		times []time.Time
+		want  int
+	}{
+		{"none", nil, 0},
+		{"one", at(5), 1},
+		// Aligned 10 s windows see at most 3 here; the span from 8 s holds 4.
+		{"straddles aligned windows", at(1, 8, 9, 11, 12, 25), 4},
+		{"span end is exclusive", at(0, 10, 20), 1},
+		{"unsorted input", at(12, 1, 11, 9, 8, 25), 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := busiestSpan(tt.times, 10*time.Second); got != tt.want {
+				t.Errorf("busiestSpan = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
