@@ -1,0 +1,183 @@
+package storagetest
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/storage"
+)
+
+func complianceTests() []struct {
+	name string
+	fn   func(t *testing.T, s *storage.Store)
+} {
+	return []struct {
+		name string
+		fn   func(t *testing.T, s *storage.Store)
+	}{
+		{"ComplianceStates", testComplianceStates},
+		{"ComplianceFeedConcurrent", testComplianceFeedConcurrent},
+	}
+}
+
+func testComplianceStates(t *testing.T, s *storage.Store) {
+	d := iosDevice("C1")
+	must(t, s.CreateDevice(ctx, d))
+	rules := mdmd.RawJSON(`[{"rule":"min_os_version","outcome":"failed"}]`)
+
+	bad := []struct {
+		name  string
+		c     mdmd.DeviceCompliance
+		cause string
+	}{
+		{"unknown state", mdmd.DeviceCompliance{DeviceID: d.ID, State: "trusted"}, "posture"},
+		{"no device", mdmd.DeviceCompliance{State: "compliant"}, "posture"},
+		{"no cause", mdmd.DeviceCompliance{DeviceID: d.ID, State: "compliant"}, ""},
+		{"rules not JSON", mdmd.DeviceCompliance{DeviceID: d.ID, State: "compliant", Rules: mdmd.RawJSON("{")}, "posture"},
+	}
+	for _, b := range bad {
+		_, _, err := s.RecordCompliance(ctx, &b.c, b.cause)
+		wantCode(t, err, mdmd.EInvalid)
+	}
+	_, err := s.GetCompliance(ctx, d.ID)
+	wantCode(t, err, mdmd.ENotFound)
+	_, _, err = s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: "no-such-device", State: "compliant"}, "posture")
+	wantCode(t, err, mdmd.ENotFound)
+
+	since := time.Date(2026, 11, 20, 8, 0, 0, 0, time.FixedZone("CET", 3600))
+	c := &mdmd.DeviceCompliance{DeviceID: d.ID, State: "in_grace", Reason: "min_os_version: too old", Rules: rules,
+		FailingSince: &since, EvaluatedAt: since.Add(time.Hour)}
+	prev, changed, err := s.RecordCompliance(ctx, c, "posture")
+	must(t, err)
+	if prev != "" || !changed {
+		t.Fatalf("first record: prev %q changed %v", prev, changed)
+	}
+	got, err := s.GetCompliance(ctx, d.ID)
+	must(t, err)
+	if got.State != "in_grace" || got.FailingSince == nil || !got.FailingSince.Equal(since) || string(got.Rules) != string(rules) ||
+		got.ChangedAt.IsZero() || !got.EvaluatedAt.Equal(since.Add(time.Hour)) {
+		t.Fatalf("stored %+v", got)
+	}
+	firstChange := got.ChangedAt
+
+	// The same state again refreshes the evaluation, not the feed.
+	c2 := &mdmd.DeviceCompliance{DeviceID: d.ID, State: "in_grace", Reason: "still", Rules: rules, FailingSince: &since,
+		EvaluatedAt: since.Add(2 * time.Hour)}
+	prev, changed, err = s.RecordCompliance(ctx, c2, "schedule")
+	must(t, err)
+	if prev != "in_grace" || changed {
+		t.Fatalf("same state: prev %q changed %v", prev, changed)
+	}
+	got, _ = s.GetCompliance(ctx, d.ID)
+	if !got.ChangedAt.Equal(firstChange) || got.Reason != "still" {
+		t.Fatalf("after the same state: %+v", got)
+	}
+
+	prev, changed, err = s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: d.ID, State: "noncompliant", Reason: "grace over"}, "schedule")
+	must(t, err)
+	if prev != "in_grace" || !changed {
+		t.Fatalf("to noncompliant: prev %q changed %v", prev, changed)
+	}
+	prev, changed, err = s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: d.ID, State: "compliant"}, "posture")
+	must(t, err)
+	if prev != "noncompliant" || !changed {
+		t.Fatalf("to compliant: prev %q changed %v", prev, changed)
+	}
+	got, _ = s.GetCompliance(ctx, d.ID)
+	if got.FailingSince != nil || string(got.Rules) != "[]" {
+		t.Fatalf("compliant state kept old data: %+v", got)
+	}
+
+	feed, err := s.ListComplianceChanges(ctx, 0, 10)
+	must(t, err)
+	var steps []string
+	for _, ch := range feed {
+		steps = append(steps, ch.FromState+">"+ch.ToState+"("+ch.Cause+")")
+	}
+	if got := fmt.Sprint(steps); got != "[>in_grace(posture) in_grace>noncompliant(schedule) noncompliant>compliant(posture)]" {
+		t.Fatalf("feed = %s", got)
+	}
+	rest, err := s.ListComplianceChanges(ctx, feed[0].Seq, 10)
+	must(t, err)
+	if len(rest) != 2 || rest[0].Seq != feed[1].Seq {
+		t.Fatalf("resuming after %d: %+v", feed[0].Seq, rest)
+	}
+	page, err := s.ListComplianceChanges(ctx, 0, 1)
+	must(t, err)
+	if len(page) != 1 || page[0].Seq != feed[0].Seq {
+		t.Fatalf("limit 1: %+v", page)
+	}
+
+	// A device's history stays in the feed after the device is deleted.
+	_, err = s.UpdateDevice(ctx, d.ID, mdmd.DeviceUpdate{EnrollmentState: ptr(mdmd.EnrollmentUnenrolled)})
+	must(t, err)
+	must(t, s.DeleteDevice(ctx, d.ID))
+	_, err = s.GetCompliance(ctx, d.ID)
+	wantCode(t, err, mdmd.ENotFound)
+	if after, _ := s.ListComplianceChanges(ctx, 0, 10); len(after) != 3 {
+		t.Fatalf("feed after delete has %d changes", len(after))
+	}
+}
+
+// Writers racing on many devices: every change lands in the feed once,
+// with strictly increasing seq.
+func testComplianceFeedConcurrent(t *testing.T, s *storage.Store) {
+	const devices, rounds = 6, 5
+	var ids []string
+	for i := range devices {
+		d := androidDevice(fmt.Sprintf("F%d", i))
+		must(t, s.CreateDevice(ctx, d))
+		ids = append(ids, d.ID)
+	}
+	states := []string{"compliant", "noncompliant"}
+	var wg sync.WaitGroup
+	errs := make(chan error, devices*rounds*2)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				for i, id := range ids {
+					// Both writers write the same state for a device in a
+					// round: exactly one of them changes it.
+					st := states[(r+i)%2]
+					if _, _, err := s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: id, State: st}, fmt.Sprintf("w%d", w)); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	feed, err := s.ListComplianceChanges(ctx, 0, 1000)
+	must(t, err)
+	// Each device changes state on every round (the first from nothing),
+	// unless both writers' rounds interleave; at least one change each
+	// round, and never a change to the state a device already had.
+	last := map[string]string{}
+	var seq int64
+	for _, ch := range feed {
+		if ch.Seq <= seq {
+			t.Fatalf("seq %d after %d", ch.Seq, seq)
+		}
+		seq = ch.Seq
+		if ch.FromState != last[ch.DeviceID] || ch.FromState == ch.ToState {
+			t.Fatalf("change %+v does not follow %q", ch, last[ch.DeviceID])
+		}
+		last[ch.DeviceID] = ch.ToState
+	}
+	for i, id := range ids {
+		c, err := s.GetCompliance(ctx, id)
+		must(t, err)
+		if c.State != last[id] || c.State != states[(rounds-1+i)%2] {
+			t.Errorf("device %d: stored %s, feed ends at %s", i, c.State, last[id])
+		}
+	}
+}
