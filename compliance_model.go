@@ -32,3 +32,24 @@ type ComplianceChange struct {
 
 // ComplianceStates are the states a device can be in.
 var ComplianceStates = []string{"compliant", "noncompliant", "in_grace", "not_evaluated", "error"}
+
+// CompliancePolicy is a stored compliance policy. Rules is the JSON of the
+// compliance package's Policy; storage does not interpret it.
+type CompliancePolicy struct {
+	ID        string    `json:"id" gorm:"column:id;primaryKey"`
+	Name      string    `json:"name" gorm:"column:name"`
+	Platform  Platform  `json:"platform,omitempty" gorm:"column:platform"`
+	Rules     RawJSON   `json:"rules" gorm:"column:rules"`
+	IsDefault bool      `json:"is_default" gorm:"column:is_default"`
+	Version   int       `json:"version" gorm:"column:version"`
+	CreatedAt time.Time `json:"created_at" gorm:"column:created_at"`
+	UpdatedAt time.Time `json:"updated_at" gorm:"column:updated_at"`
+}
+
+// CompliancePolicyGroup assigns a policy to a group. Among a device's
+// groups, the assignment with the lowest priority number wins.
+type CompliancePolicyGroup struct {
+	PolicyID string `json:"policy_id" gorm:"column:policy_id;primaryKey"`
+	GroupID  string `json:"group_id" gorm:"column:group_id;primaryKey"`
+	Priority int    `json:"priority" gorm:"column:priority"`
+}

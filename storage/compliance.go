@@ -112,3 +112,143 @@ func (s *Store) ListComplianceChanges(ctx context.Context, after int64, limit in
 	err := s.table(ctx, "compliance_changes").Where("seq > ?", after).Order("seq").Limit(limit).Find(&out).Error
 	return out, dbErr(err, "compliance feed")
 }
+
+func validCompliancePolicy(p *mdmd.CompliancePolicy) error {
+	switch {
+	case p.Name == "" || len(p.Name) > 200:
+		return mdmd.FieldError("name", "must be 1 to 200 characters")
+	case p.Platform != "" && !p.Platform.Valid():
+		return mdmd.FieldError("platform", "must be ios, android or empty, got %q", p.Platform)
+	case len(p.Rules) == 0 || !json.Valid(p.Rules) || p.Rules[0] != '{':
+		return mdmd.FieldError("rules", "must be a JSON object")
+	}
+	return nil
+}
+
+// CreateCompliancePolicy stores a new policy. A taken name, or a second
+// default for the same platform, is a conflict.
+func (s *Store) CreateCompliancePolicy(ctx context.Context, p *mdmd.CompliancePolicy) error {
+	if err := validCompliancePolicy(p); err != nil {
+		return err
+	}
+	if p.ID == "" {
+		p.ID = newID()
+	}
+	now := s.Now()
+	p.Version, p.CreatedAt, p.UpdatedAt = 1, now, now
+	return dbErr(s.table(ctx, "compliance_policies").Create(p).Error, "compliance policy")
+}
+
+// GetCompliancePolicy returns the policy with the given ID.
+func (s *Store) GetCompliancePolicy(ctx context.Context, id string) (*mdmd.CompliancePolicy, error) {
+	var p mdmd.CompliancePolicy
+	err := s.table(ctx, "compliance_policies").Where("id = ?", id).Take(&p).Error
+	return &p, dbErr(err, "compliance policy")
+}
+
+// ListCompliancePolicies returns every policy by name.
+func (s *Store) ListCompliancePolicies(ctx context.Context) ([]mdmd.CompliancePolicy, error) {
+	var out []mdmd.CompliancePolicy
+	err := s.table(ctx, "compliance_policies").Order("name, id").Limit(mdmd.MaxPageSize).Find(&out).Error
+	return out, dbErr(err, "compliance policies")
+}
+
+// UpdateCompliancePolicy replaces a policy's name, rules and default flag
+// and bumps its version. Its platform cannot change.
+func (s *Store) UpdateCompliancePolicy(ctx context.Context, p *mdmd.CompliancePolicy) error {
+	cur, err := s.GetCompliancePolicy(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	p.Platform = cur.Platform
+	if err := validCompliancePolicy(p); err != nil {
+		return err
+	}
+	res := s.table(ctx, "compliance_policies").Where("id = ?", p.ID).Updates(map[string]any{
+		"name": p.Name, "rules": string(p.Rules), "is_default": p.IsDefault,
+		"version": gorm.Expr("version + 1"), "updated_at": s.Now()})
+	if res.Error != nil {
+		return dbErr(res.Error, "compliance policy")
+	}
+	got, err := s.GetCompliancePolicy(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	*p = *got
+	return nil
+}
+
+// DeleteCompliancePolicy removes a policy and its group assignments.
+func (s *Store) DeleteCompliancePolicy(ctx context.Context, id string) error {
+	res := s.table(ctx, "compliance_policies").Where("id = ?", id).Delete(&mdmd.CompliancePolicy{})
+	if res.Error != nil {
+		return dbErr(res.Error, "compliance policy")
+	}
+	if res.RowsAffected == 0 {
+		return mdmd.Errorf(mdmd.ENotFound, "no compliance policy %s", id)
+	}
+	return nil
+}
+
+// AssignCompliancePolicy assigns a policy to a group, or changes the
+// priority of an existing assignment.
+func (s *Store) AssignCompliancePolicy(ctx context.Context, a *mdmd.CompliancePolicyGroup) error {
+	if a.Priority < 0 || a.Priority > 1_000_000 {
+		return mdmd.FieldError("priority", "must be between 0 and 1000000")
+	}
+	if _, err := s.GetCompliancePolicy(ctx, a.PolicyID); err != nil {
+		return err
+	}
+	if _, err := s.GetGroup(ctx, a.GroupID); err != nil {
+		return err
+	}
+	err := s.table(ctx, "compliance_policy_groups").Clauses(clause.OnConflict{
+		Columns: []clause.Column{{Name: "policy_id"}, {Name: "group_id"}}, DoUpdates: clause.AssignmentColumns([]string{"priority"}),
+	}).Create(a).Error
+	return dbErr(err, "compliance policy assignment")
+}
+
+// UnassignCompliancePolicy removes a policy from a group.
+func (s *Store) UnassignCompliancePolicy(ctx context.Context, policyID, groupID string) error {
+	res := s.table(ctx, "compliance_policy_groups").Where("policy_id = ? AND group_id = ?", policyID, groupID).
+		Delete(&mdmd.CompliancePolicyGroup{})
+	if res.Error != nil {
+		return dbErr(res.Error, "compliance policy assignment")
+	}
+	if res.RowsAffected == 0 {
+		return mdmd.Errorf(mdmd.ENotFound, "policy %s is not assigned to group %s", policyID, groupID)
+	}
+	return nil
+}
+
+// PolicyForDevice returns the policy that applies to a device: the one
+// assigned to its groups with the lowest priority number (for its platform
+// or every platform), else its platform's default, else the default for
+// every platform. With none of these it is not found.
+func (s *Store) PolicyForDevice(ctx context.Context, deviceID string) (*mdmd.CompliancePolicy, error) {
+	d, err := s.GetDevice(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	var ps []mdmd.CompliancePolicy
+	err = s.db.WithContext(ctx).Raw(`SELECT p.* FROM compliance_policies p
+JOIN compliance_policy_groups a ON a.policy_id = p.id
+JOIN device_groups g ON g.group_id = a.group_id
+WHERE g.device_id = ? AND p.platform IN ('', ?)
+ORDER BY a.priority, p.name, p.id LIMIT 1`, deviceID, string(d.Platform)).Scan(&ps).Error
+	if err != nil {
+		return nil, dbErr(err, "compliance policy")
+	}
+	if len(ps) == 0 {
+		// The platform's default sorts before the all-platform one.
+		err = s.table(ctx, "compliance_policies").Where("is_default AND platform IN ('', ?)", string(d.Platform)).
+			Order("platform DESC").Limit(1).Find(&ps).Error
+		if err != nil {
+			return nil, dbErr(err, "compliance policy")
+		}
+	}
+	if len(ps) == 0 {
+		return nil, mdmd.Errorf(mdmd.ENotFound, "no compliance policy applies to device %s", deviceID)
+	}
+	return &ps[0], nil
+}

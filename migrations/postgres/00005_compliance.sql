@@ -1,4 +1,27 @@
 -- +goose Up
+-- Compliance policies. rules is the JSON of compliance.Policy. A device
+-- gets the policy of its group with the lowest priority number; with none,
+-- the default for its platform, then the default for every platform ('').
+CREATE TABLE compliance_policies (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    platform   TEXT NOT NULL DEFAULT '' CHECK (platform IN ('', 'ios', 'android')),
+    rules      TEXT NOT NULL,
+    is_default BOOLEAN NOT NULL DEFAULT false,
+    version    INTEGER NOT NULL DEFAULT 1,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE UNIQUE INDEX compliance_policies_one_default ON compliance_policies (platform) WHERE is_default;
+
+CREATE TABLE compliance_policy_groups (
+    policy_id TEXT NOT NULL REFERENCES compliance_policies (id) ON DELETE CASCADE,
+    group_id  TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    priority  INTEGER NOT NULL,
+    PRIMARY KEY (policy_id, group_id)
+);
+CREATE INDEX compliance_policy_groups_group ON compliance_policy_groups (group_id);
+
 -- Each device's current compliance state, as compliance.Evaluate gave it.
 -- rules holds every rule's result (observed, expected, outcome, reason).
 CREATE TABLE device_compliance (
@@ -33,3 +56,5 @@ CREATE INDEX compliance_changes_device ON compliance_changes (device_id, seq);
 -- +goose Down
 DROP TABLE compliance_changes;
 DROP TABLE device_compliance;
+DROP TABLE compliance_policy_groups;
+DROP TABLE compliance_policies;

@@ -20,6 +20,7 @@ func complianceTests() []struct {
 	}{
 		{"ComplianceStates", testComplianceStates},
 		{"ComplianceFeedConcurrent", testComplianceFeedConcurrent},
+		{"CompliancePolicies", testCompliancePolicies},
 	}
 }
 
@@ -180,4 +181,100 @@ func testComplianceFeedConcurrent(t *testing.T, s *storage.Store) {
 			t.Errorf("device %d: stored %s, feed ends at %s", i, c.State, last[id])
 		}
 	}
+}
+
+func testCompliancePolicies(t *testing.T, s *storage.Store) {
+	rules := mdmd.RawJSON(`{"min_os_version":"17"}`)
+	for _, bad := range []mdmd.CompliancePolicy{
+		{Name: "", Rules: rules},
+		{Name: "p", Platform: "windows", Rules: rules},
+		{Name: "p", Rules: mdmd.RawJSON(`[1]`)},
+		{Name: "p", Rules: mdmd.RawJSON(`{`)},
+		{Name: "p"},
+	} {
+		wantCode(t, s.CreateCompliancePolicy(ctx, &bad), mdmd.EInvalid)
+	}
+	if ps, _ := s.ListCompliancePolicies(ctx); len(ps) != 0 {
+		t.Fatalf("invalid policies stored: %+v", ps)
+	}
+
+	all := &mdmd.CompliancePolicy{Name: "baseline", Rules: rules, IsDefault: true}
+	iosDefault := &mdmd.CompliancePolicy{Name: "ios baseline", Platform: mdmd.PlatformIOS, Rules: rules, IsDefault: true}
+	strict := &mdmd.CompliancePolicy{Name: "strict", Rules: mdmd.RawJSON(`{"min_os_version":"18"}`)}
+	androidOnly := &mdmd.CompliancePolicy{Name: "android strict", Platform: mdmd.PlatformAndroid, Rules: rules}
+	for _, p := range []*mdmd.CompliancePolicy{all, iosDefault, strict, androidOnly} {
+		must(t, s.CreateCompliancePolicy(ctx, p))
+	}
+	wantCode(t, s.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "baseline", Rules: rules}), mdmd.EConflict)
+	wantCode(t, s.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "second ios default", Platform: mdmd.PlatformIOS,
+		Rules: rules, IsDefault: true}), mdmd.EConflict)
+
+	phone, pixel := iosDevice("P1"), androidDevice("P2")
+	must(t, s.CreateDevice(ctx, phone))
+	must(t, s.CreateDevice(ctx, pixel))
+	policyOf := func(id string) string {
+		t.Helper()
+		p, err := s.PolicyForDevice(ctx, id)
+		must(t, err)
+		return p.Name
+	}
+	if got := policyOf(phone.ID); got != "ios baseline" {
+		t.Fatalf("iPhone without groups: %s", got)
+	}
+	if got := policyOf(pixel.ID); got != "baseline" {
+		t.Fatalf("Android without groups: %s", got)
+	}
+
+	g1, g2 := &mdmd.Group{Name: "execs"}, &mdmd.Group{Name: "field"}
+	must(t, s.CreateGroup(ctx, g1))
+	must(t, s.CreateGroup(ctx, g2))
+	must(t, s.AddGroupMembers(ctx, g1.ID, []string{phone.ID, pixel.ID}))
+	must(t, s.AddGroupMembers(ctx, g2.ID, []string{phone.ID, pixel.ID}))
+	must(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: strict.ID, GroupID: g1.ID, Priority: 20}))
+	must(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: androidOnly.ID, GroupID: g2.ID, Priority: 10}))
+	wantCode(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: strict.ID, GroupID: "nope"}), mdmd.ENotFound)
+	wantCode(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: "nope", GroupID: g1.ID}), mdmd.ENotFound)
+	wantCode(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: strict.ID, GroupID: g1.ID, Priority: -1}), mdmd.EInvalid)
+	// The Android-only policy has the better priority but does not apply to an iPhone.
+	if got := policyOf(phone.ID); got != "strict" {
+		t.Fatalf("iPhone in both groups: %s", got)
+	}
+	if got := policyOf(pixel.ID); got != "android strict" {
+		t.Fatalf("Android in both groups: %s", got)
+	}
+	// Re-assigning changes the priority.
+	must(t, s.AssignCompliancePolicy(ctx, &mdmd.CompliancePolicyGroup{PolicyID: strict.ID, GroupID: g1.ID, Priority: 5}))
+	if got := policyOf(pixel.ID); got != "strict" {
+		t.Fatalf("after re-prioritising: %s", got)
+	}
+	must(t, s.UnassignCompliancePolicy(ctx, strict.ID, g1.ID))
+	wantCode(t, s.UnassignCompliancePolicy(ctx, strict.ID, g1.ID), mdmd.ENotFound)
+	if got := policyOf(pixel.ID); got != "android strict" {
+		t.Fatalf("after unassigning: %s", got)
+	}
+
+	// Updating bumps the version and keeps the platform.
+	upd := &mdmd.CompliancePolicy{ID: androidOnly.ID, Name: "android strict v2", Platform: mdmd.PlatformIOS,
+		Rules: mdmd.RawJSON(`{"min_os_version":"15"}`)}
+	must(t, s.UpdateCompliancePolicy(ctx, upd))
+	if upd.Version != 2 || upd.Platform != mdmd.PlatformAndroid || string(upd.Rules) != `{"min_os_version":"15"}` {
+		t.Fatalf("updated = %+v", upd)
+	}
+	wantCode(t, s.UpdateCompliancePolicy(ctx, &mdmd.CompliancePolicy{ID: all.ID, Name: "baseline", Rules: mdmd.RawJSON("nope")}), mdmd.EInvalid)
+	if got, _ := s.GetCompliancePolicy(ctx, all.ID); string(got.Rules) != string(rules) || got.Version != 1 {
+		t.Fatalf("a rejected update changed the policy: %+v", got)
+	}
+	wantCode(t, s.UpdateCompliancePolicy(ctx, &mdmd.CompliancePolicy{ID: "nope", Name: "x", Rules: rules}), mdmd.ENotFound)
+
+	// Deleting removes assignments; a device then falls back to a default.
+	must(t, s.DeleteCompliancePolicy(ctx, androidOnly.ID))
+	wantCode(t, s.DeleteCompliancePolicy(ctx, androidOnly.ID), mdmd.ENotFound)
+	if got := policyOf(pixel.ID); got != "baseline" {
+		t.Fatalf("after deleting: %s", got)
+	}
+	must(t, s.DeleteCompliancePolicy(ctx, all.ID))
+	_, err := s.PolicyForDevice(ctx, pixel.ID)
+	wantCode(t, err, mdmd.ENotFound)
+	_, err = s.PolicyForDevice(ctx, "no-such-device")
+	wantCode(t, err, mdmd.ENotFound)
 }
