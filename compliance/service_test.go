@@ -1,0 +1,178 @@
+package compliance_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/compliance"
+	"github.com/mdmd/mdmd/storage"
+	"github.com/mdmd/mdmd/storage/storagetest"
+)
+
+func policyJSON(t *testing.T, p compliance.Policy) mdmd.RawJSON {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The service against real storage on every backend: a posture change
+// flips the state, silence flips it with no contact, and every change
+// lands in the feed once.
+func TestServiceOnStorage(t *testing.T) {
+	ctx := context.Background()
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+			now := func() time.Time { return clock }
+			st := storagetest.Open(t, be.URL, storage.Options{Now: now})
+			svc := compliance.NewService(st, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+
+			name := "enterprises/LC01/devices/d1"
+			d := &mdmd.Device{Platform: mdmd.PlatformAndroid, AMAPIName: &name, Name: "Pixel", Ownership: mdmd.OwnershipCorporate,
+				EnrollmentState: mdmd.EnrollmentEnrolled, LastSeenAt: &clock}
+			if err := st.CreateDevice(ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			eval := func(cause string) *compliance.Result {
+				t.Helper()
+				r, err := svc.EvaluateDevice(ctx, d.ID, cause)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			if r := eval("enrollment"); r.State != compliance.StateNotEvaluated || !strings.Contains(r.Reason, "no compliance policy") {
+				t.Fatalf("without a policy: %s (%s)", r.State, r.Reason)
+			}
+
+			pol := compliance.Policy{MinOSVersion: "13", MaxPatchAgeDays: 90, BlockCompromised: true, RequireSecurePosture: true,
+				CheckInValidityDays: 7, GraceDays: 2}
+			if err := st.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "baseline", Rules: policyJSON(t, pol), IsDefault: true}); err != nil {
+				t.Fatal(err)
+			}
+			if r := eval("policy"); r.State != compliance.StateNotEvaluated {
+				t.Fatalf("before any posture: %s (%s)", r.State, r.Reason)
+			}
+			secure := func(ok bool) *mdmd.Posture {
+				compromised, posture := !ok, "SECURE"
+				if !ok {
+					posture = "POTENTIALLY_COMPROMISED"
+				}
+				details, _ := json.Marshal(map[string]any{"device_posture": posture})
+				return &mdmd.Posture{DeviceID: d.ID, OSVersion: "14", SecurityPatch: "2026-11-01", Compromised: &compromised,
+					Details: details, ObservedAt: clock}
+			}
+			if err := st.UpsertPosture(ctx, secure(true)); err != nil {
+				t.Fatal(err)
+			}
+			if r := eval("posture"); r.State != compliance.StateCompliant || !r.Changed || r.Previous != "not_evaluated" {
+				t.Fatalf("healthy: %s changed=%v from %q (%s)", r.State, r.Changed, r.Previous, r.Reason)
+			}
+
+			// Rooted: in grace first, noncompliant once the grace is over.
+			if err := st.UpsertPosture(ctx, secure(false)); err != nil {
+				t.Fatal(err)
+			}
+			r := eval("posture")
+			if r.State != compliance.StateInGrace || strings.Join(r.Failed(), ",") != "not_compromised,secure_posture" {
+				t.Fatalf("rooted: %s %v", r.State, r.Failed())
+			}
+			clock = clock.Add(49 * time.Hour)
+			if r := eval("schedule"); r.State != compliance.StateNoncompliant || r.Previous != "in_grace" {
+				t.Fatalf("grace over: %s from %s", r.State, r.Previous)
+			}
+			stored, err := st.GetCompliance(ctx, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rules []compliance.RuleResult
+			if err := json.Unmarshal(stored.Rules, &rules); err != nil || len(rules) == 0 {
+				t.Fatalf("stored rules %s: %v", stored.Rules, err)
+			}
+			if stored.FailingSince == nil || !stored.FailingSince.Equal(clock.Add(-49*time.Hour)) {
+				t.Fatalf("failing since %v", stored.FailingSince)
+			}
+
+			// Fixed: compliant again at once; then silence alone ends the trust.
+			if err := st.UpsertPosture(ctx, secure(true)); err != nil {
+				t.Fatal(err)
+			}
+			if r := eval("posture"); r.State != compliance.StateCompliant {
+				t.Fatalf("fixed: %s (%s)", r.State, r.Reason)
+			}
+			clock = clock.Add(10 * 24 * time.Hour)
+			r = eval("schedule")
+			if r.State != compliance.StateInGrace || strings.Join(r.Failed(), ",") != "check_in_validity" {
+				t.Fatalf("silent: %s %v", r.State, r.Failed())
+			}
+			if again := eval("schedule"); again.Changed {
+				t.Fatal("an unchanged state was recorded as a change")
+			}
+
+			feed, err := st.ListComplianceChanges(ctx, 0, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var steps []string
+			for _, ch := range feed {
+				steps = append(steps, ch.ToState)
+			}
+			want := "not_evaluated,compliant,in_grace,noncompliant,compliant,in_grace"
+			if got := strings.Join(steps, ","); got != want {
+				t.Fatalf("feed = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+// A required profile counts only once mdmd has recorded it installed.
+func TestServiceRequiredProfiles(t *testing.T) {
+	ctx := context.Background()
+	st := storagetest.Open(t, storagetest.SQLiteURL(t), storage.Options{})
+	svc := compliance.NewService(st, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	udid := "00008110-0001"
+	d := &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Name: "iPhone", Ownership: mdmd.OwnershipCorporate,
+		EnrollmentState: mdmd.EnrollmentEnrolled}
+	if err := st.CreateDevice(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	pol := compliance.Policy{RequiredProfiles: []string{"com.example.wifi"}}
+	if err := st.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "ios", Platform: mdmd.PlatformIOS,
+		Rules: policyJSON(t, pol), IsDefault: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		state string
+		want  compliance.State
+	}{
+		{"", compliance.StateNoncompliant},
+		{"installing", compliance.StateNoncompliant},
+		{"installed", compliance.StateCompliant},
+	} {
+		if step.state != "" {
+			if err := st.PutDeviceProfile(ctx, &mdmd.DeviceProfile{DeviceID: d.ID, Identifier: "com.example.wifi", Version: 1,
+				State: step.state}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := svc.EvaluateDevice(ctx, d.ID, "profiles")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.State != step.want {
+			t.Errorf("profile %q: %s (%s)", step.state, r.State, r.Reason)
+		}
+	}
+	if _, err := svc.EvaluateDevice(ctx, "no-such-device", "posture"); !mdmd.IsCode(err, mdmd.ENotFound) {
+		t.Errorf("unknown device: %v", err)
+	}
+}
