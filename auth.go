@@ -32,23 +32,24 @@ func (r Role) Valid() bool {
 type Permission string
 
 const (
-	PermDevicesRead    Permission = "devices:read"
-	PermDevicesWrite   Permission = "devices:write" // rename, change owner, groups
-	PermDevicesDelete  Permission = "devices:delete"
-	PermCommandsRead   Permission = "commands:read"
-	PermCommandsQuery  Permission = "commands:query" // posture queries
-	PermCommandsLock   Permission = "commands:lock"  // lock, clear passcode
-	PermCommandsWipe   Permission = "commands:wipe"
-	PermGroupsWrite    Permission = "groups:write"
-	PermTokensManage   Permission = "tokens:manage"
-	PermUsersManage    Permission = "users:manage"
-	PermSettingsManage Permission = "settings:manage"
-	PermJobsRead       Permission = "jobs:read"
-	PermAuditRead      Permission = "audit:read"
-	PermThreatReport   Permission = "threat:report"
-	PermSSFStreams     Permission = "ssf:streams"
-	PermEnrollManage   Permission = "enroll:manage"   // enrollment links and profiles
-	PermProfilesManage Permission = "profiles:manage" // configuration profiles and their assignment
+	PermDevicesRead      Permission = "devices:read"
+	PermDevicesWrite     Permission = "devices:write" // rename, change owner, groups
+	PermDevicesDelete    Permission = "devices:delete"
+	PermCommandsRead     Permission = "commands:read"
+	PermCommandsQuery    Permission = "commands:query" // posture queries
+	PermCommandsLock     Permission = "commands:lock"  // lock, clear passcode
+	PermCommandsWipe     Permission = "commands:wipe"
+	PermGroupsWrite      Permission = "groups:write"
+	PermTokensManage     Permission = "tokens:manage"
+	PermUsersManage      Permission = "users:manage"
+	PermSettingsManage   Permission = "settings:manage"
+	PermJobsRead         Permission = "jobs:read"
+	PermAuditRead        Permission = "audit:read"
+	PermThreatReport     Permission = "threat:report"
+	PermSSFStreams       Permission = "ssf:streams"
+	PermEnrollManage     Permission = "enroll:manage"     // enrollment links and profiles
+	PermProfilesManage   Permission = "profiles:manage"   // configuration profiles and their assignment
+	PermComplianceManage Permission = "compliance:manage" // compliance policies and their assignment
 )
 
 var rolePermissions = map[Role][]Permission{
@@ -59,7 +60,7 @@ var rolePermissions = map[Role][]Permission{
 	RoleSSFReceiver: {PermSSFStreams},
 	RoleAdmin: {PermDevicesRead, PermDevicesWrite, PermDevicesDelete, PermCommandsRead,
 		PermCommandsQuery, PermCommandsLock, PermCommandsWipe, PermGroupsWrite,
-		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage, PermProfilesManage},
+		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage, PermProfilesManage, PermComplianceManage},
 }
 
 // Can reports whether the role grants the permission. Note that the admin

@@ -28,6 +28,7 @@ import (
 	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/auth"
 	"github.com/mdmd/mdmd/commands"
+	"github.com/mdmd/mdmd/compliance"
 	"github.com/mdmd/mdmd/enroll"
 	"github.com/mdmd/mdmd/jobs"
 	"github.com/mdmd/mdmd/pki"
@@ -346,10 +347,13 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		mdmSvc.Run(ctx)
 	}()
 
+	complianceSvc := compliance.NewService(st, s.log.With("component", "compliance"), nil)
+
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
-			android.PolicyAPI{Service: androidSvc, Store: st}}, Membership: profileSvc})
+			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st}},
+		Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
 	s.mu.Unlock()

@@ -41,8 +41,8 @@ const DefaultPatchAgeDays = 90
 // Policy holds the rules a device must meet. A zero value switches a rule
 // off, except where noted.
 type Policy struct {
-	ID       string        `json:"id"`
-	Name     string        `json:"name"`
+	ID       string        `json:"id,omitempty"`
+	Name     string        `json:"name,omitempty"`
 	Platform mdmd.Platform `json:"platform,omitempty"` // empty: every platform
 
 	MinOSVersion string `json:"min_os_version,omitempty"`

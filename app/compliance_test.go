@@ -1,0 +1,107 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/compliance"
+)
+
+// The compliance admin API on every backend: policies with strict input,
+// group assignment, evaluation from stored posture and the change feed.
+func TestComplianceAPI(t *testing.T) { eachBackend(t, testComplianceAPI) }
+
+func testComplianceAPI(t *testing.T, dbURL string) {
+	f := newFixture(t, dbURL)
+	st, ctx := f.srv.Store(), context.Background()
+
+	// Bad input gets a 400 and stores nothing.
+	for _, body := range []map[string]any{
+		{"name": "p", "rules": map[string]any{"min_os_version": "seventeen"}},
+		{"name": "p", "rules": map[string]any{"max_threat_level": "critical"}},
+		{"name": "p", "rules": map[string]any{"no_such_rule": true}},
+		{"name": "p", "platform": "windows", "rules": map[string]any{}},
+		{"name": "", "rules": map[string]any{}},
+		{"name": "p", "rules": map[string]any{"grace_days": -1}},
+	} {
+		if r := f.do("POST", "/api/v1/compliance/policies", f.Token, body); r.Status != 400 {
+			t.Fatalf("%v: %d %s", body, r.Status, r.Body)
+		}
+	}
+	var list struct{ Items []mdmd.CompliancePolicy }
+	f.mustDo(200, "GET", "/api/v1/compliance/policies", f.Token, nil).json(t, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("rejected policies were stored: %+v", list.Items)
+	}
+
+	var strict mdmd.CompliancePolicy
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "ios strict", "platform": "ios",
+		"rules": map[string]any{"min_os_version": "17.5", "require_passcode": true}}).json(t, &strict)
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "baseline", "is_default": true,
+		"rules": map[string]any{"min_os_version": "16"}})
+	if r := f.do("PUT", "/api/v1/compliance/policies/"+strict.ID, f.Token, map[string]any{"name": "x", "platform": "android",
+		"rules": map[string]any{}}); r.Status != 400 {
+		t.Fatalf("platform change: %d", r.Status)
+	}
+
+	// The iPhone reports 17.4 with a passcode: the default passes it.
+	yes := true
+	if err := st.UpsertPosture(ctx, &mdmd.Posture{DeviceID: f.ios.ID, OSVersion: "17.4", PasscodePresent: &yes, PasscodeCompliant: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	evaluate := func() compliance.Result {
+		t.Helper()
+		var res compliance.Result
+		f.mustDo(200, "POST", "/api/v1/devices/"+f.ios.ID+"/compliance/evaluate", f.Token, nil).json(t, &res)
+		return res
+	}
+	if res := evaluate(); res.State != compliance.StateCompliant {
+		t.Fatalf("under the default: %s (%s)", res.State, res.Reason)
+	}
+	// Its group gets the strict policy: noncompliant, with the rule that failed.
+	f.mustDo(200, "PUT", "/api/v1/compliance/policies/"+strict.ID+"/groups/"+f.group.ID, f.Token, map[string]any{"priority": 1})
+	if r := f.do("PUT", "/api/v1/compliance/policies/"+strict.ID+"/groups/nope", f.Token, map[string]any{"priority": 1}); r.Status != 404 {
+		t.Fatalf("unknown group: %d", r.Status)
+	}
+	if err := st.AddGroupMembers(ctx, f.group.ID, []string{f.ios.ID}); err != nil {
+		t.Fatal(err)
+	}
+	res := evaluate()
+	if res.State != compliance.StateNoncompliant || res.PolicyID != strict.ID || fmt.Sprint(res.Failed()) != "[min_os_version]" {
+		t.Fatalf("under strict: %s %s %v", res.State, res.PolicyID, res.Failed())
+	}
+	var stored mdmd.DeviceCompliance
+	f.mustDo(200, "GET", "/api/v1/devices/"+f.ios.ID+"/compliance", f.Token, nil).json(t, &stored)
+	if stored.State != "noncompliant" || len(stored.Rules) < 10 {
+		t.Fatalf("stored %+v", stored)
+	}
+	if r := f.do("GET", "/api/v1/devices/"+f.android.ID+"/compliance", f.Token, nil); r.Status != 404 {
+		t.Fatalf("never evaluated: %d", r.Status)
+	}
+
+	// The feed, page by page with the cursor.
+	type page struct {
+		Items     []mdmd.ComplianceChange
+		NextAfter int64 `json:"next_after"`
+		More      bool
+	}
+	var p1, p2, p3 page
+	f.mustDo(200, "GET", "/api/v1/compliance/changes?limit=1", f.Token, nil).json(t, &p1)
+	f.mustDo(200, "GET", fmt.Sprintf("/api/v1/compliance/changes?limit=1&after=%d", p1.NextAfter), f.Token, nil).json(t, &p2)
+	f.mustDo(200, "GET", fmt.Sprintf("/api/v1/compliance/changes?after=%d", p2.NextAfter), f.Token, nil).json(t, &p3)
+	if len(p1.Items) != 1 || p1.Items[0].ToState != "compliant" || !p1.More ||
+		len(p2.Items) != 1 || p2.Items[0].FromState != "compliant" || p2.Items[0].ToState != "noncompliant" ||
+		len(p3.Items) != 0 || p3.More || p3.NextAfter != p2.NextAfter {
+		t.Fatalf("feed pages: %+v / %+v / %+v", p1, p2, p3)
+	}
+	for _, q := range []string{"after=-1", "after=x", "limit=0", "limit=100000"} {
+		if r := f.do("GET", "/api/v1/compliance/changes?"+q, f.Token, nil); r.Status != 400 {
+			t.Fatalf("%s: %d", q, r.Status)
+		}
+	}
+	if n := f.auditCount(t, "compliance.policy.assign"); n != 1 {
+		t.Fatalf("%d assignments audited", n)
+	}
+}
