@@ -336,6 +336,13 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	})
 	runner.Every("rate.prune", time.Hour)
 
+	complianceSvc := compliance.NewService(st, s.log.With("component", "compliance"), nil)
+	runner.Register(compliance.SweepJob, func(ctx context.Context, _ *mdmd.Job) error {
+		_, err := complianceSvc.Sweep(ctx)
+		return err
+	})
+	runner.Every(compliance.SweepJob, 15*time.Minute)
+
 	// Every job kind is registered; start the runner.
 	bg.Add(2)
 	go func() {
@@ -346,8 +353,6 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		defer bg.Done()
 		mdmSvc.Run(ctx)
 	}()
-
-	complianceSvc := compliance.NewService(st, s.log.With("component", "compliance"), nil)
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,

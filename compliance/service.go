@@ -3,6 +3,7 @@ package compliance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -17,6 +18,7 @@ type Store interface {
 	PolicyForDevice(ctx context.Context, deviceID string) (*mdmd.CompliancePolicy, error)
 	GetCompliance(ctx context.Context, deviceID string) (*mdmd.DeviceCompliance, error)
 	RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, cause string) (prev string, changed bool, err error)
+	DevicesDueForCompliance(ctx context.Context, before time.Time, limit int) ([]string, error)
 }
 
 // Service evaluates devices against their policies and stores the result.
@@ -125,4 +127,42 @@ func (s *Service) Snapshot(ctx context.Context, deviceID string) (*Snapshot, err
 		return nil, err
 	}
 	return snap, nil
+}
+
+// SweepJob is the periodic job that re-evaluates every device, so that
+// staleness (a silent device, an aging patch) bites with no contact.
+const SweepJob = "compliance.sweep"
+
+// Sweep evaluates every device not evaluated since the sweep began, oldest
+// evaluation first. It stops when ctx ends; the next sweep carries on with
+// the devices this one did not reach. It returns how many it evaluated.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	start := s.now()
+	n := 0
+	seen := map[string]bool{}
+	for {
+		ids, err := s.st.DevicesDueForCompliance(ctx, start, 200)
+		if err != nil {
+			return n, err
+		}
+		if len(ids) == 0 {
+			return n, nil
+		}
+		for _, id := range ids {
+			if seen[id] {
+				// Its evaluation did not stick: stop rather than loop.
+				return n, fmt.Errorf("compliance sweep: device %s is still due after its evaluation", id)
+			}
+			seen[id] = true
+			if _, err := s.EvaluateDevice(ctx, id, "schedule"); err != nil {
+				if ctx.Err() != nil {
+					return n, ctx.Err()
+				}
+				if !mdmd.IsCode(err, mdmd.ENotFound) { // deleted meanwhile
+					return n, err
+				}
+			}
+			n++
+		}
+	}
 }

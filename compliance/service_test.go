@@ -3,6 +3,7 @@ package compliance_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -174,5 +175,64 @@ func TestServiceRequiredProfiles(t *testing.T) {
 	}
 	if _, err := svc.EvaluateDevice(ctx, "no-such-device", "posture"); !mdmd.IsCode(err, mdmd.ENotFound) {
 		t.Errorf("unknown device: %v", err)
+	}
+}
+
+// The sweep reaches every device, never-evaluated ones first, and a device
+// evaluated since the sweep began is not evaluated again.
+func TestSweep(t *testing.T) {
+	ctx := context.Background()
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+			now := func() time.Time { return clock }
+			st := storagetest.Open(t, be.URL, storage.Options{Now: now})
+			svc := compliance.NewService(st, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+			pol := compliance.Policy{CheckInValidityDays: 7}
+			if err := st.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "p", Rules: policyJSON(t, pol), IsDefault: true}); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for i := range 450 {
+				udid := fmt.Sprintf("sweep-%03d", i)
+				seen := clock
+				d := &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Ownership: mdmd.OwnershipCorporate,
+					EnrollmentState: mdmd.EnrollmentEnrolled, LastSeenAt: &seen}
+				if err := st.CreateDevice(ctx, d); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, d.ID)
+			}
+			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
+				t.Fatalf("first sweep: %d, %v", n, err)
+			}
+			if n, err := svc.Sweep(ctx); err != nil || n != 0 {
+				t.Fatalf("a sweep at the same instant: %d, %v", n, err)
+			}
+			// Eight days on, with no contact, the next sweep finds them all silent.
+			clock = clock.Add(8 * 24 * time.Hour)
+			if _, err := svc.EvaluateDevice(ctx, ids[0], "posture"); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := svc.Sweep(ctx); err != nil || n != 449 {
+				t.Fatalf("second sweep: %d, %v", n, err)
+			}
+			for _, id := range []string{ids[0], ids[449]} {
+				c, err := st.GetCompliance(ctx, id)
+				if err != nil || c.State != "noncompliant" {
+					t.Fatalf("after the silence: %+v, %v", c, err)
+				}
+			}
+			// A sweep cut short carries on where it stopped.
+			clock = clock.Add(time.Hour)
+			short, cancel := context.WithCancel(ctx)
+			cancel()
+			if _, err := svc.Sweep(short); err == nil {
+				t.Fatal("a cancelled sweep reported success")
+			}
+			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
+				t.Fatalf("sweep after a cancelled one: %d, %v", n, err)
+			}
+		})
 	}
 }

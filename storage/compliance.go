@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -251,4 +252,18 @@ ORDER BY a.priority, p.name, p.id LIMIT 1`, deviceID, string(d.Platform)).Scan(&
 		return nil, mdmd.Errorf(mdmd.ENotFound, "no compliance policy applies to device %s", deviceID)
 	}
 	return &ps[0], nil
+}
+
+// DevicesDueForCompliance returns up to limit devices not evaluated since
+// before, those never evaluated first, then the longest ago.
+func (s *Store) DevicesDueForCompliance(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if limit <= 0 || limit > mdmd.MaxPageSize {
+		limit = mdmd.MaxPageSize
+	}
+	var ids []string
+	err := s.db.WithContext(ctx).Raw(`SELECT d.id FROM devices d
+LEFT JOIN device_compliance c ON c.device_id = d.id
+WHERE c.evaluated_at IS NULL OR c.evaluated_at < ?
+ORDER BY (c.evaluated_at IS NOT NULL), c.evaluated_at, d.id LIMIT ?`, utc(before), limit).Scan(&ids).Error
+	return ids, dbErr(err, "devices")
 }
