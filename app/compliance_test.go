@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/compliance"
@@ -77,24 +78,45 @@ func testComplianceAPI(t *testing.T, dbURL string) {
 	if stored.State != "noncompliant" || len(stored.Rules) < 10 {
 		t.Fatalf("stored %+v", stored)
 	}
-	if r := f.do("GET", "/api/v1/devices/"+f.android.ID+"/compliance", f.Token, nil); r.Status != 404 {
-		t.Fatalf("never evaluated: %d", r.Status)
+	if r := f.do("GET", "/api/v1/devices/no-such-device/compliance", f.Token, nil); r.Status != 404 {
+		t.Fatalf("unknown device: %d", r.Status)
 	}
 
-	// The feed, page by page with the cursor.
+	// The feed, one change per page, following the cursor. Background
+	// sweeps (one runs at start) may add changes for other devices, so
+	// only the iPhone's are checked.
 	type page struct {
 		Items     []mdmd.ComplianceChange
 		NextAfter int64 `json:"next_after"`
 		More      bool
 	}
-	var p1, p2, p3 page
-	f.mustDo(200, "GET", "/api/v1/compliance/changes?limit=1", f.Token, nil).json(t, &p1)
-	f.mustDo(200, "GET", fmt.Sprintf("/api/v1/compliance/changes?limit=1&after=%d", p1.NextAfter), f.Token, nil).json(t, &p2)
-	f.mustDo(200, "GET", fmt.Sprintf("/api/v1/compliance/changes?after=%d", p2.NextAfter), f.Token, nil).json(t, &p3)
-	if len(p1.Items) != 1 || p1.Items[0].ToState != "compliant" || !p1.More ||
-		len(p2.Items) != 1 || p2.Items[0].FromState != "compliant" || p2.Items[0].ToState != "noncompliant" ||
-		len(p3.Items) != 0 || p3.More || p3.NextAfter != p2.NextAfter {
-		t.Fatalf("feed pages: %+v / %+v / %+v", p1, p2, p3)
+	feed := func(after int64) (ios []mdmd.ComplianceChange, last int64) {
+		t.Helper()
+		for pages := 0; ; pages++ {
+			var p page
+			f.mustDo(200, "GET", fmt.Sprintf("/api/v1/compliance/changes?limit=1&after=%d", after), f.Token, nil).json(t, &p)
+			if len(p.Items) > 1 || pages > 50 {
+				t.Fatalf("page of %d", len(p.Items))
+			}
+			if len(p.Items) == 0 {
+				if p.More || p.NextAfter != after {
+					t.Fatalf("empty page: %+v", p)
+				}
+				return ios, after
+			}
+			if p.Items[0].Seq <= after || p.NextAfter != p.Items[0].Seq || !p.More {
+				t.Fatalf("page after %d: %+v", after, p)
+			}
+			if p.Items[0].DeviceID == f.ios.ID {
+				ios = append(ios, p.Items[0])
+			}
+			after = p.NextAfter
+		}
+	}
+	ios, cursor := feed(0)
+	if len(ios) < 2 || ios[len(ios)-1].FromState != "compliant" || ios[len(ios)-1].ToState != "noncompliant" ||
+		ios[len(ios)-2].ToState != "compliant" {
+		t.Fatalf("iPhone's changes: %+v", ios)
 	}
 	for _, q := range []string{"after=-1", "after=x", "limit=0", "limit=100000"} {
 		if r := f.do("GET", "/api/v1/compliance/changes?"+q, f.Token, nil); r.Status != 400 {
@@ -103,5 +125,25 @@ func testComplianceAPI(t *testing.T, dbURL string) {
 	}
 	if n := f.auditCount(t, "compliance.policy.assign"); n != 1 {
 		t.Fatalf("%d assignments audited", n)
+	}
+
+	// Relaxing the policy re-evaluates the fleet in the background: the
+	// iPhone becomes compliant with nobody asking.
+	f.mustDo(200, "PUT", "/api/v1/compliance/policies/"+strict.ID, f.Token, map[string]any{"name": "ios strict", "platform": "ios",
+		"rules": map[string]any{"min_os_version": "17.0", "require_passcode": true}})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		f.mustDo(200, "GET", "/api/v1/devices/"+f.ios.ID+"/compliance", f.Token, nil).json(t, &stored)
+		if stored.State == "compliant" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after relaxing the policy the device is still %s", stored.State)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	later, _ := feed(cursor)
+	if len(later) != 1 || later[0].FromState != "noncompliant" || later[0].ToState != "compliant" || later[0].Cause != "schedule" {
+		t.Fatalf("the re-evaluation in the feed: %+v", later)
 	}
 }

@@ -3,8 +3,10 @@ package compliance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -25,10 +27,32 @@ type APIStore interface {
 	ListComplianceChanges(ctx context.Context, after int64, limit int) ([]mdmd.ComplianceChange, error)
 }
 
+// Enqueuer queues background jobs.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, j *mdmd.Job) (bool, error)
+}
+
 // API is the admin API for policies, device states and the change feed.
 type API struct {
 	Service *Service
 	Store   APIStore
+	// Jobs, if set, gets a sweep after every policy change, so that every
+	// device is re-evaluated under the new rules.
+	Jobs Enqueuer
+}
+
+// policyChanged queues one sweep per 10-second slot, due when the slot
+// ends, so that a burst of changes is re-evaluated once and none is missed.
+func (a API) policyChanged(r *http.Request) {
+	if a.Jobs == nil {
+		return
+	}
+	const slot = 10 * time.Second
+	end := time.Now().Truncate(slot).Add(slot)
+	key := fmt.Sprintf("%s/policy/%d", SweepJob, end.Unix())
+	if _, err := a.Jobs.Enqueue(r.Context(), &mdmd.Job{Kind: SweepJob, RunAt: end, MaxAttempts: 3, UniqueKey: &key}); err != nil {
+		a.Service.log.Error("queueing a compliance sweep failed", "err", err)
+	}
 }
 
 type policyInput struct {
@@ -67,6 +91,7 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := a.Store.CreateCompliancePolicy(r.Context(), p); err != nil {
 			return err
 		}
+		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.create", "compliance_policy", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": p.Name})
 		web.WriteJSON(w, http.StatusCreated, p)
 		return nil
@@ -110,6 +135,7 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := a.Store.UpdateCompliancePolicy(r.Context(), p); err != nil {
 			return err
 		}
+		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.update", "compliance_policy", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"version": p.Version})
 		web.WriteJSON(w, http.StatusOK, p)
 		return nil
@@ -119,6 +145,7 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := a.Store.DeleteCompliancePolicy(r.Context(), id); err != nil {
 			return err
 		}
+		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.delete", "compliance_policy", id, mdmd.OutcomeSuccess, "", nil)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -134,6 +161,7 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := a.Store.AssignCompliancePolicy(r.Context(), as); err != nil {
 			return err
 		}
+		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.assign", "compliance_policy", as.PolicyID, mdmd.OutcomeSuccess, "",
 			map[string]any{"group_id": as.GroupID, "priority": as.Priority})
 		web.WriteJSON(w, http.StatusOK, as)
@@ -144,6 +172,7 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := a.Store.UnassignCompliancePolicy(r.Context(), id, group); err != nil {
 			return err
 		}
+		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.unassign", "compliance_policy", id, mdmd.OutcomeSuccess, "", map[string]any{"group_id": group})
 		w.WriteHeader(http.StatusNoContent)
 		return nil

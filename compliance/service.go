@@ -50,6 +50,9 @@ type Result struct {
 // EvaluateDevice evaluates a device now and records the result; cause says
 // why (posture, policy, schedule) and is kept with any change of state.
 func (s *Service) EvaluateDevice(ctx context.Context, deviceID, cause string) (*Result, error) {
+	// The time is taken before anything is read: storage keeps the newest
+	// evaluation, so one that read older data can never overwrite it.
+	now := s.now()
 	snap, err := s.Snapshot(ctx, deviceID)
 	if err != nil {
 		return nil, err
@@ -58,7 +61,6 @@ func (s *Service) EvaluateDevice(ctx context.Context, deviceID, cause string) (*
 	if d, err := s.st.GetDevice(ctx, deviceID); err == nil {
 		res.OwnerUser = d.OwnerUser
 	}
-	now := s.now()
 	stored, err := s.st.PolicyForDevice(ctx, deviceID)
 	switch {
 	case mdmd.IsCode(err, mdmd.ENotFound):

@@ -22,7 +22,9 @@ const complianceFeedLock = 0x6d646d64636f6d70
 // state differs from the stored one (or none was stored) it also appends
 // to the change feed, in the same transaction, and returns the previous
 // state with changed true. An unchanged state only refreshes the stored
-// evaluation.
+// evaluation. An evaluation older (by EvaluatedAt) than the stored one is
+// not stored: evaluators take the time before they read the device, so the
+// newer reading always wins a race.
 func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, cause string) (prev string, changed bool, err error) {
 	switch {
 	case c.DeviceID == "":
@@ -34,7 +36,7 @@ func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, 
 	case len(c.Rules) > 0 && !json.Valid(c.Rules):
 		return "", false, mdmd.FieldError("rules", "not JSON")
 	}
-	row := *c
+	row, stale := *c, false
 	if len(row.Rules) == 0 {
 		row.Rules = mdmd.RawJSON("[]")
 	}
@@ -63,6 +65,12 @@ func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, 
 		switch err := tx.table(ctx, "device_compliance").Where("device_id = ?", row.DeviceID).Take(&cur).Error; {
 		case err == nil:
 			prev = cur.State
+			if row.EvaluatedAt.Before(cur.EvaluatedAt) {
+				// An evaluation that began before the stored one finished
+				// after it: its snapshot may be older, so it loses.
+				stale = true
+				return nil
+			}
 			changed = cur.State != row.State
 			row.ChangedAt = cur.ChangedAt
 		case errors.Is(err, gorm.ErrRecordNotFound):
@@ -89,8 +97,8 @@ func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, 
 			Reason: row.Reason, Rules: row.Rules, Cause: cause, At: now}
 		return dbErr(tx.table(ctx, "compliance_changes").Create(&ch).Error, "compliance feed")
 	})
-	if err != nil {
-		return "", false, err
+	if err != nil || stale {
+		return prev, false, err
 	}
 	*c = row
 	return prev, changed, nil

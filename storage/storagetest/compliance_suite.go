@@ -112,6 +112,18 @@ func testComplianceStates(t *testing.T, s *storage.Store) {
 		t.Fatalf("limit 1: %+v", page)
 	}
 
+	// An evaluation that began before the stored one loses the race.
+	cur, _ := s.GetCompliance(ctx, d.ID)
+	late := &mdmd.DeviceCompliance{DeviceID: d.ID, State: "noncompliant", EvaluatedAt: cur.EvaluatedAt.Add(-time.Millisecond)}
+	prev, changed, err = s.RecordCompliance(ctx, late, "schedule")
+	must(t, err)
+	if prev != "compliant" || changed {
+		t.Fatalf("stale evaluation: prev %q changed %v", prev, changed)
+	}
+	if got, _ := s.GetCompliance(ctx, d.ID); got.State != "compliant" || !got.EvaluatedAt.Equal(cur.EvaluatedAt) {
+		t.Fatalf("a stale evaluation overwrote the state: %+v", got)
+	}
+
 	// A device's history stays in the feed after the device is deleted.
 	_, err = s.UpdateDevice(ctx, d.ID, mdmd.DeviceUpdate{EnrollmentState: ptr(mdmd.EnrollmentUnenrolled)})
 	must(t, err)
