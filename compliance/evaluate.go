@@ -2,6 +2,7 @@ package compliance
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -404,14 +405,7 @@ func (e *evaluator) profiles() {
 	}
 	var missing []string
 	for _, id := range e.p.RequiredProfiles {
-		found := false
-		for _, have := range e.s.Profiles {
-			if have == id {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !slices.Contains(e.s.Profiles, id) {
 			missing = append(missing, id)
 		}
 	}

@@ -53,14 +53,11 @@ func (s *Service) EvaluateDevice(ctx context.Context, deviceID, cause string) (*
 	// The time is taken before anything is read: storage keeps the newest
 	// evaluation, so one that read older data can never overwrite it.
 	now := s.now()
-	snap, err := s.Snapshot(ctx, deviceID)
+	snap, d, err := s.snapshot(ctx, deviceID)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{DeviceID: deviceID, Platform: string(snap.Platform)}
-	if d, err := s.st.GetDevice(ctx, deviceID); err == nil {
-		res.OwnerUser = d.OwnerUser
-	}
+	res := &Result{DeviceID: deviceID, Platform: string(snap.Platform), OwnerUser: d.OwnerUser}
 	stored, err := s.st.PolicyForDevice(ctx, deviceID)
 	switch {
 	case mdmd.IsCode(err, mdmd.ENotFound):
@@ -93,9 +90,14 @@ func (s *Service) EvaluateDevice(ctx context.Context, deviceID, cause string) (*
 
 // Snapshot gathers what Evaluate needs to know about a device.
 func (s *Service) Snapshot(ctx context.Context, deviceID string) (*Snapshot, error) {
+	snap, _, err := s.snapshot(ctx, deviceID)
+	return snap, err
+}
+
+func (s *Service) snapshot(ctx context.Context, deviceID string) (*Snapshot, *mdmd.Device, error) {
 	d, err := s.st.GetDevice(ctx, deviceID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	snap := &Snapshot{Platform: d.Platform, EnrollmentState: d.EnrollmentState, LastSeenAt: d.LastSeenAt}
 	switch p, err := s.st.GetPosture(ctx, deviceID); {
@@ -108,12 +110,12 @@ func (s *Service) Snapshot(ctx context.Context, deviceID string) (*Snapshot, err
 			snap.AndroidPosture = details.DevicePosture
 		}
 	case !mdmd.IsCode(err, mdmd.ENotFound):
-		return nil, err
+		return nil, nil, err
 	}
 	if d.Platform == mdmd.PlatformIOS {
 		dps, err := s.st.DeviceProfiles(ctx, deviceID)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		snap.Profiles = []string{}
 		for _, dp := range dps {
@@ -126,9 +128,9 @@ func (s *Service) Snapshot(ctx context.Context, deviceID string) (*Snapshot, err
 	case err == nil:
 		snap.FailingSince = prev.FailingSince
 	case !mdmd.IsCode(err, mdmd.ENotFound):
-		return nil, err
+		return nil, nil, err
 	}
-	return snap, nil
+	return snap, d, nil
 }
 
 // SweepJob is the periodic job that re-evaluates every device, so that
