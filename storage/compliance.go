@@ -54,8 +54,8 @@ func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, 
 		if tx.dialect == migrations.Postgres {
 			lock = " FOR NO KEY UPDATE"
 		}
-		var found []string
-		if err := tx.db.WithContext(ctx).Raw("SELECT id FROM devices WHERE id = ?"+lock, row.DeviceID).Scan(&found).Error; err != nil {
+		var found []mdmd.Device
+		if err := tx.db.WithContext(ctx).Raw("SELECT * FROM devices WHERE id = ?"+lock, row.DeviceID).Scan(&found).Error; err != nil {
 			return dbErr(err, "device")
 		}
 		if len(found) == 0 {
@@ -88,20 +88,37 @@ func (s *Store) RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, 
 		if !changed {
 			return nil
 		}
-		if tx.dialect == migrations.Postgres {
-			if err := tx.db.WithContext(ctx).Exec("SELECT pg_advisory_xact_lock(?)", complianceFeedLock).Error; err != nil {
-				return dbErr(err, "compliance feed")
-			}
+		if err := tx.lockFeed(ctx); err != nil {
+			return err
 		}
 		ch := mdmd.ComplianceChange{DeviceID: row.DeviceID, FromState: prev, ToState: row.State, PolicyID: row.PolicyID,
 			Reason: row.Reason, Rules: row.Rules, Cause: cause, At: now}
-		return dbErr(tx.table(ctx, "compliance_changes").Create(&ch).Error, "compliance feed")
+		if err := tx.table(ctx, "compliance_changes").Create(&ch).Error; err != nil {
+			return dbErr(err, "compliance feed")
+		}
+		return tx.AppendEvent(ctx, mdmd.EventComplianceChanged, row.DeviceID, mdmd.ComplianceChangedData{
+			EventDevice: mdmd.NewEventDevice(&found[0]), PreviousState: prev, CurrentState: row.State,
+			PolicyID: row.PolicyID, Reason: row.Reason, FailedRules: failedRules(row.Rules), Cause: cause, EvaluatedAt: row.EvaluatedAt})
 	})
 	if err != nil || stale {
 		return prev, false, err
 	}
 	*c = row
 	return prev, changed, nil
+}
+
+// failedRules names the rules whose outcome is "failed" in the JSON of
+// an evaluation's rule results.
+func failedRules(rules mdmd.RawJSON) []string {
+	var rs []struct{ Rule, Outcome string }
+	_ = json.Unmarshal(rules, &rs)
+	out := []string{}
+	for _, r := range rs {
+		if r.Outcome == "failed" {
+			out = append(out, r.Rule)
+		}
+	}
+	return out
 }
 
 // GetCompliance returns a device's stored compliance state.

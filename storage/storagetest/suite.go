@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) *storage.Store) {
 	tests = append(tests, appleTests()...)
 	tests = append(tests, androidTests()...)
 	tests = append(tests, complianceTests()...)
+	tests = append(tests, eventTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
