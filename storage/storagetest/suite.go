@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) *storage.Store) {
 	tests = append(tests, androidTests()...)
 	tests = append(tests, complianceTests()...)
 	tests = append(tests, eventTests()...)
+	tests = append(tests, webhookTests()...)
+	tests = append(tests, ssfTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}
