@@ -53,3 +53,29 @@ type CompliancePolicyGroup struct {
 	GroupID  string `json:"group_id" gorm:"column:group_id;primaryKey"`
 	Priority int    `json:"priority" gorm:"column:priority"`
 }
+
+// ComplianceInput is everything stored that a device's evaluation reads,
+// gathered for many devices at once.
+type ComplianceInput struct {
+	Device  Device
+	Posture *Posture // nil until the device reports any
+	// Profiles lists the identifiers of installed profiles (iOS); nil on
+	// platforms without profiles.
+	Profiles []string
+	Threat   *DeviceThreat     // nil without MTD data
+	Current  *DeviceCompliance // nil if never evaluated
+	Policy   *CompliancePolicy // nil if no policy applies
+}
+
+// ComplianceRecorded says what storing one evaluation did.
+type ComplianceRecorded struct {
+	Previous string // the stored state before, "" if none
+	Changed  bool   // the state changed (and the change was logged)
+	Stale    bool   // a newer evaluation was stored meanwhile: nothing written
+}
+
+// DirtyMark is a claimed mark of a device whose inputs changed.
+type DirtyMark struct {
+	DeviceID string `gorm:"column:device_id"`
+	Version  int64  `gorm:"column:version"`
+}

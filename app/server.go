@@ -344,10 +344,17 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	runner.Every(compliance.SweepJob, 15*time.Minute)
 
 	// Every job kind is registered; start the runner.
-	bg.Add(2)
+	bg.Add(3)
 	go func() {
 		defer bg.Done()
 		runner.Run(ctx)
+	}()
+	go func() {
+		// Devices whose posture, threat level, enrollment or groups
+		// changed are evaluated within one poll, on whichever replica
+		// claims them first.
+		defer bg.Done()
+		complianceSvc.RunDirty(ctx, s.cfg.JobPoll, nil)
 	}()
 	go func() {
 		defer bg.Done()

@@ -17,6 +17,7 @@ import (
 // APIStore is what the compliance API needs from storage beyond Store.
 type APIStore interface {
 	Store
+	GetCompliance(ctx context.Context, deviceID string) (*mdmd.DeviceCompliance, error)
 	CreateCompliancePolicy(ctx context.Context, p *mdmd.CompliancePolicy) error
 	GetCompliancePolicy(ctx context.Context, id string) (*mdmd.CompliancePolicy, error)
 	ListCompliancePolicies(ctx context.Context) ([]mdmd.CompliancePolicy, error)

@@ -3,8 +3,10 @@ package compliance
 import (
 	"context"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/mdmd/mdmd"
@@ -12,20 +14,21 @@ import (
 
 // Store is what the compliance service needs from storage.
 type Store interface {
-	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
-	GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
-	DeviceProfiles(ctx context.Context, deviceID string) ([]mdmd.DeviceProfile, error)
-	PolicyForDevice(ctx context.Context, deviceID string) (*mdmd.CompliancePolicy, error)
-	GetCompliance(ctx context.Context, deviceID string) (*mdmd.DeviceCompliance, error)
-	RecordCompliance(ctx context.Context, c *mdmd.DeviceCompliance, cause string) (prev string, changed bool, err error)
-	DevicesDueForCompliance(ctx context.Context, before time.Time, limit int) ([]string, error)
+	ComplianceInputs(ctx context.Context, ids []string) ([]mdmd.ComplianceInput, error)
+	RecordCompliances(ctx context.Context, rows []*mdmd.DeviceCompliance, cause string) ([]mdmd.ComplianceRecorded, error)
+	DeviceIDsAfter(ctx context.Context, after string, limit int) ([]string, error)
+	ClaimDirtyDevices(ctx context.Context, limit int, lease time.Duration) ([]mdmd.DirtyMark, error)
+	ClearDirtyDevices(ctx context.Context, marks []mdmd.DirtyMark) error
+	GetSetting(ctx context.Context, key string) (string, error)
+	PutSetting(ctx context.Context, key, value string) error
 }
 
 // Service evaluates devices against their policies and stores the result.
 type Service struct {
-	st  Store
-	log *slog.Logger
-	now func() time.Time
+	st    Store
+	log   *slog.Logger
+	now   func() time.Time
+	batch int
 }
 
 // NewService returns a service; now may be nil for the wall clock.
@@ -33,7 +36,15 @@ func NewService(st Store, log *slog.Logger, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{st: st, log: log, now: now}
+	return &Service{st: st, log: log, now: now, batch: 1000}
+}
+
+// SetBatchSize sets how many devices are read and written together
+// (default 1000).
+func (s *Service) SetBatchSize(n int) {
+	if n > 0 {
+		s.batch = n
+	}
 }
 
 // Result is one device's evaluation and whether its state changed.
@@ -50,123 +61,202 @@ type Result struct {
 // EvaluateDevice evaluates a device now and records the result; cause says
 // why (posture, policy, schedule) and is kept with any change of state.
 func (s *Service) EvaluateDevice(ctx context.Context, deviceID, cause string) (*Result, error) {
+	res, err := s.EvaluateDevices(ctx, []string{deviceID}, cause)
+	if err != nil {
+		return nil, err
+	}
+	if len(res) == 0 {
+		return nil, mdmd.Errorf(mdmd.ENotFound, "no device %s", deviceID)
+	}
+	return &res[0], nil
+}
+
+// EvaluateDevices evaluates devices together, reading and writing them in
+// a fixed number of queries per batch; devices that do not exist are left
+// out of the results.
+func (s *Service) EvaluateDevices(ctx context.Context, ids []string, cause string) ([]Result, error) {
 	// The time is taken before anything is read: storage keeps the newest
 	// evaluation, so one that read older data can never overwrite it.
 	now := s.now()
-	snap, d, err := s.snapshot(ctx, deviceID)
+	inputs, err := s.st.ComplianceInputs(ctx, ids)
+	if err != nil || len(inputs) == 0 {
+		return nil, err
+	}
+	policies := map[string]*Policy{} // parsed once per batch
+	results := make([]Result, len(inputs))
+	rows := make([]*mdmd.DeviceCompliance, len(inputs))
+	for i := range inputs {
+		in := &inputs[i]
+		res := &results[i]
+		*res = Result{DeviceID: in.Device.ID, Platform: string(in.Device.Platform), OwnerUser: in.Device.OwnerUser}
+		if in.Policy == nil {
+			// Never trust what no policy vouches for.
+			res.Evaluation = Evaluation{State: StateNotEvaluated, Reason: "no compliance policy applies to this device", EvaluatedAt: now.UTC()}
+		} else {
+			res.PolicyID = in.Policy.ID
+			p, err := parsePolicy(policies, in.Policy)
+			if err != nil {
+				res.Evaluation = Evaluation{State: StateError, Reason: "policy " + in.Policy.Name + " cannot be read: " + err.Error(), EvaluatedAt: now.UTC()}
+			} else {
+				res.Evaluation = Evaluate(SnapshotOf(in), *p, now)
+			}
+		}
+		rules, _ := json.Marshal(res.Rules)
+		rows[i] = &mdmd.DeviceCompliance{DeviceID: res.DeviceID, State: string(res.State), PolicyID: res.PolicyID, Reason: res.Reason,
+			Rules: rules, FailingSince: res.FailingSince, GraceEndsAt: res.GraceEndsAt, EvaluatedAt: res.EvaluatedAt}
+	}
+	recorded, err := s.st.RecordCompliances(ctx, rows, cause)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{DeviceID: deviceID, Platform: string(snap.Platform), OwnerUser: d.OwnerUser}
-	stored, err := s.st.PolicyForDevice(ctx, deviceID)
-	switch {
-	case mdmd.IsCode(err, mdmd.ENotFound):
-		// Never trust what no policy vouches for.
-		res.Evaluation = Evaluation{State: StateNotEvaluated, Reason: "no compliance policy applies to this device", EvaluatedAt: now.UTC()}
-	case err != nil:
-		return nil, err
-	default:
-		res.PolicyID = stored.ID
-		var p Policy
-		if err := json.Unmarshal(stored.Rules, &p); err != nil {
-			res.Evaluation = Evaluation{State: StateError, Reason: "policy " + stored.Name + " cannot be read: " + err.Error(), EvaluatedAt: now.UTC()}
-		} else {
-			p.ID, p.Name, p.Platform = stored.ID, stored.Name, stored.Platform
-			res.Evaluation = Evaluate(*snap, p, now)
+	for i, r := range recorded {
+		results[i].Previous, results[i].Changed = r.Previous, r.Changed
+		if r.Changed {
+			s.log.Info("compliance changed", "device_id", results[i].DeviceID, "from", r.Previous, "to", results[i].State,
+				"cause", cause, "reason", results[i].Reason)
 		}
 	}
-	rules, _ := json.Marshal(res.Rules)
-	rec := &mdmd.DeviceCompliance{DeviceID: deviceID, State: string(res.State), PolicyID: res.PolicyID, Reason: res.Reason,
-		Rules: rules, FailingSince: res.FailingSince, GraceEndsAt: res.GraceEndsAt, EvaluatedAt: res.EvaluatedAt}
-	res.Previous, res.Changed, err = s.st.RecordCompliance(ctx, rec, cause)
-	if err != nil {
+	return results, nil
+}
+
+func parsePolicy(cache map[string]*Policy, stored *mdmd.CompliancePolicy) (*Policy, error) {
+	if p := cache[stored.ID]; p != nil {
+		return p, nil
+	}
+	var p Policy
+	if err := json.Unmarshal(stored.Rules, &p); err != nil {
 		return nil, err
 	}
-	if res.Changed {
-		s.log.Info("compliance changed", "device_id", deviceID, "from", res.Previous, "to", res.State, "cause", cause, "reason", res.Reason)
+	p.ID, p.Name, p.Platform = stored.ID, stored.Name, stored.Platform
+	cache[stored.ID] = &p
+	return &p, nil
+}
+
+// SnapshotOf turns stored inputs into what Evaluate needs.
+func SnapshotOf(in *mdmd.ComplianceInput) Snapshot {
+	d := &in.Device
+	snap := Snapshot{Platform: d.Platform, EnrollmentState: d.EnrollmentState, LastSeenAt: d.LastSeenAt,
+		Posture: in.Posture, Profiles: in.Profiles}
+	if p := in.Posture; p != nil && len(p.Details) > 0 {
+		var details struct {
+			DevicePosture string `json:"device_posture"`
+		}
+		if json.Unmarshal(p.Details, &details) == nil {
+			snap.AndroidPosture = details.DevicePosture
+		}
 	}
-	return res, nil
+	if t := in.Threat; t != nil {
+		// Freshness is when the partner last vouched for the device.
+		snap.Threat = &Threat{Level: ThreatLevel(t.Level), Compromised: t.Compromised, Source: t.Source, ReportedAt: t.HeartbeatAt}
+	}
+	if in.Current != nil {
+		snap.FailingSince = in.Current.FailingSince
+	}
+	return snap
 }
 
 // Snapshot gathers what Evaluate needs to know about a device.
 func (s *Service) Snapshot(ctx context.Context, deviceID string) (*Snapshot, error) {
-	snap, _, err := s.snapshot(ctx, deviceID)
-	return snap, err
-}
-
-func (s *Service) snapshot(ctx context.Context, deviceID string) (*Snapshot, *mdmd.Device, error) {
-	d, err := s.st.GetDevice(ctx, deviceID)
+	in, err := s.st.ComplianceInputs(ctx, []string{deviceID})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	snap := &Snapshot{Platform: d.Platform, EnrollmentState: d.EnrollmentState, LastSeenAt: d.LastSeenAt}
-	switch p, err := s.st.GetPosture(ctx, deviceID); {
-	case err == nil:
-		snap.Posture = p
-		var details struct {
-			DevicePosture string `json:"device_posture"`
-		}
-		if len(p.Details) > 0 && json.Unmarshal(p.Details, &details) == nil {
-			snap.AndroidPosture = details.DevicePosture
-		}
-	case !mdmd.IsCode(err, mdmd.ENotFound):
-		return nil, nil, err
+	if len(in) == 0 {
+		return nil, mdmd.Errorf(mdmd.ENotFound, "no device %s", deviceID)
 	}
-	if d.Platform == mdmd.PlatformIOS {
-		dps, err := s.st.DeviceProfiles(ctx, deviceID)
-		if err != nil {
-			return nil, nil, err
-		}
-		snap.Profiles = []string{}
-		for _, dp := range dps {
-			if dp.State == "installed" {
-				snap.Profiles = append(snap.Profiles, dp.Identifier)
-			}
-		}
-	}
-	switch prev, err := s.st.GetCompliance(ctx, deviceID); {
-	case err == nil:
-		snap.FailingSince = prev.FailingSince
-	case !mdmd.IsCode(err, mdmd.ENotFound):
-		return nil, nil, err
-	}
-	return snap, d, nil
+	snap := SnapshotOf(&in[0])
+	return &snap, nil
 }
 
 // SweepJob is the periodic job that re-evaluates every device, so that
 // staleness (a silent device, an aging patch) bites with no contact.
 const SweepJob = "compliance.sweep"
 
-// Sweep evaluates every device not evaluated since the sweep began, oldest
-// evaluation first. It stops when ctx ends; the next sweep carries on with
-// the devices this one did not reach. It returns how many it evaluated.
+// sweepCursor is the setting that holds the last device a sweep reached.
+const sweepCursor = "compliance.sweep.cursor"
+
+// Sweep evaluates every device in batches, in ID order, two batches at a
+// time (one reads while the other writes). The position is saved after
+// every pair: a sweep cut short (ctx ended, a crash) is carried on by the
+// next one from where it stopped. It returns how many devices it
+// evaluated.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
-	start := s.now()
+	after, err := s.st.GetSetting(ctx, sweepCursor)
+	if err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+		return 0, err
+	}
+	const parallel = 2
 	n := 0
-	seen := map[string]bool{}
 	for {
-		ids, err := s.st.DevicesDueForCompliance(ctx, start, 200)
+		ids, err := s.st.DeviceIDsAfter(ctx, after, parallel*s.batch)
 		if err != nil {
 			return n, err
 		}
 		if len(ids) == 0 {
-			return n, nil
+			return n, s.st.PutSetting(ctx, sweepCursor, "")
 		}
-		for _, id := range ids {
-			if seen[id] {
-				// Its evaluation did not stick: stop rather than loop.
-				return n, fmt.Errorf("compliance sweep: device %s is still due after its evaluation", id)
-			}
-			seen[id] = true
-			if _, err := s.EvaluateDevice(ctx, id, "schedule"); err != nil {
-				if ctx.Err() != nil {
-					return n, ctx.Err()
-				}
-				if !mdmd.IsCode(err, mdmd.ENotFound) { // deleted meanwhile
-					return n, err
-				}
-			}
-			n++
+		var wg sync.WaitGroup
+		counts, errs := make([]int, parallel), make([]error, parallel)
+		for i, chunk := range slices.Collect(slices.Chunk(ids, s.batch)) {
+			wg.Go(func() {
+				res, err := s.EvaluateDevices(ctx, chunk, "schedule")
+				counts[i], errs[i] = len(res), err
+			})
+		}
+		wg.Wait()
+		for i := range parallel {
+			n += counts[i]
+		}
+		if err := errors.Join(errs...); err != nil {
+			return n, err
+		}
+		after = ids[len(ids)-1]
+		if err := s.st.PutSetting(ctx, sweepCursor, after); err != nil {
+			return n, err
+		}
+	}
+}
+
+// EvaluateDirty evaluates devices whose inputs changed (posture, threat,
+// enrollment, groups) until none is left, and returns how many it
+// evaluated. Replicas share the work: each claims its own batches.
+func (s *Service) EvaluateDirty(ctx context.Context) (int, error) {
+	n := 0
+	for {
+		marks, err := s.st.ClaimDirtyDevices(ctx, s.batch, time.Minute)
+		if err != nil || len(marks) == 0 {
+			return n, err
+		}
+		ids := make([]string, len(marks))
+		for i, m := range marks {
+			ids[i] = m.DeviceID
+		}
+		res, err := s.EvaluateDevices(ctx, ids, "posture")
+		if err != nil {
+			return n, err // the claims lapse and another pass retries
+		}
+		n += len(res)
+		if err := s.st.ClearDirtyDevices(ctx, marks); err != nil {
+			return n, err
+		}
+	}
+}
+
+// RunDirty evaluates changed devices until ctx ends: at once when woken
+// (by this process's writes) and every poll otherwise (for other
+// replicas' writes and to retry after errors).
+func (s *Service) RunDirty(ctx context.Context, poll time.Duration, wake <-chan struct{}) {
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		if _, err := s.EvaluateDirty(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("evaluating changed devices failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
 		}
 	}
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/mdmd/mdmd/storage/storagetest"
 )
 
-func policyJSON(t *testing.T, p compliance.Policy) mdmd.RawJSON {
+func policyJSON(t testing.TB, p compliance.Policy) mdmd.RawJSON {
 	t.Helper()
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -178,8 +178,22 @@ func TestServiceRequiredProfiles(t *testing.T) {
 	}
 }
 
-// The sweep reaches every device, never-evaluated ones first, and a device
-// evaluated since the sweep began is not evaluated again.
+// cancelAfterSave ends a sweep's context once it has saved its position.
+type cancelAfterSave struct {
+	*storage.Store
+	cancel context.CancelFunc
+}
+
+func (c cancelAfterSave) PutSetting(ctx context.Context, key, value string) error {
+	err := c.Store.PutSetting(ctx, key, value)
+	if value != "" {
+		c.cancel()
+	}
+	return err
+}
+
+// The sweep reaches every device, in batches, and a sweep cut short is
+// carried on by the next from where it stopped.
 func TestSweep(t *testing.T) {
 	ctx := context.Background()
 	for _, be := range storagetest.Backends(t) {
@@ -188,6 +202,7 @@ func TestSweep(t *testing.T) {
 			now := func() time.Time { return clock }
 			st := storagetest.Open(t, be.URL, storage.Options{Now: now})
 			svc := compliance.NewService(st, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+			svc.SetBatchSize(100)
 			pol := compliance.Policy{CheckInValidityDays: 7}
 			if err := st.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "p", Rules: policyJSON(t, pol), IsDefault: true}); err != nil {
 				t.Fatal(err)
@@ -206,33 +221,124 @@ func TestSweep(t *testing.T) {
 			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
 				t.Fatalf("first sweep: %d, %v", n, err)
 			}
-			if n, err := svc.Sweep(ctx); err != nil || n != 0 {
-				t.Fatalf("a sweep at the same instant: %d, %v", n, err)
+			for _, id := range []string{ids[0], ids[449]} {
+				if c, err := st.GetCompliance(ctx, id); err != nil || c.State != "compliant" {
+					t.Fatalf("after the first sweep: %+v, %v", c, err)
+				}
 			}
 			// Eight days on, with no contact, the next sweep finds them all silent.
 			clock = clock.Add(8 * 24 * time.Hour)
-			if _, err := svc.EvaluateDevice(ctx, ids[0], "posture"); err != nil {
-				t.Fatal(err)
-			}
-			if n, err := svc.Sweep(ctx); err != nil || n != 449 {
+			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
 				t.Fatalf("second sweep: %d, %v", n, err)
 			}
 			for _, id := range []string{ids[0], ids[449]} {
 				c, err := st.GetCompliance(ctx, id)
-				if err != nil || c.State != "noncompliant" {
+				if err != nil || c.State != "noncompliant" || !c.EvaluatedAt.Equal(clock) {
 					t.Fatalf("after the silence: %+v, %v", c, err)
 				}
 			}
-			// A sweep cut short carries on where it stopped.
+			// A sweep cut short after its first batch: the next one does the
+			// rest, and the one after that starts over.
 			clock = clock.Add(time.Hour)
 			short, cancel := context.WithCancel(ctx)
-			cancel()
-			if _, err := svc.Sweep(short); err == nil {
-				t.Fatal("a cancelled sweep reported success")
+			defer cancel()
+			cut := compliance.NewService(cancelAfterSave{st, cancel}, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
+			cut.SetBatchSize(100)
+			if n, err := cut.Sweep(short); err == nil || n != 200 { // two batches at a time
+				t.Fatalf("cancelled sweep: %d, %v", n, err)
 			}
-			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
+			if n, err := svc.Sweep(ctx); err != nil || n != 250 {
 				t.Fatalf("sweep after a cancelled one: %d, %v", n, err)
 			}
+			if n, err := svc.Sweep(ctx); err != nil || n != 450 {
+				t.Fatalf("the next full sweep: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// Changes to a device's inputs mark it, and EvaluateDirty evaluates
+// exactly the marked devices; a mark made while a device is being
+// evaluated survives for the next pass.
+func TestEvaluateDirty(t *testing.T) {
+	ctx := context.Background()
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			st := storagetest.Open(t, be.URL, storage.Options{})
+			svc := compliance.NewService(st, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			pol := compliance.Policy{MinOSVersion: "17"}
+			if err := st.CreateCompliancePolicy(ctx, &mdmd.CompliancePolicy{Name: "p", Platform: mdmd.PlatformIOS, Rules: policyJSON(t, pol), IsDefault: true}); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for i := range 3 {
+				udid := fmt.Sprintf("dirty-%d", i)
+				d := &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Ownership: mdmd.OwnershipCorporate, EnrollmentState: mdmd.EnrollmentEnrolled}
+				if err := st.CreateDevice(ctx, d); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, d.ID)
+			}
+			dirty := func(want int) {
+				t.Helper()
+				if n, err := svc.EvaluateDirty(ctx); err != nil || n != want {
+					t.Fatalf("EvaluateDirty = %d, %v; want %d", n, err, want)
+				}
+			}
+			state := func(id string) string {
+				t.Helper()
+				c, err := st.GetCompliance(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c.State
+			}
+			dirty(0)
+			for i, v := range []string{"16.7", "18.1"} {
+				if err := st.UpsertPosture(ctx, &mdmd.Posture{DeviceID: ids[i], OSVersion: v}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dirty(2)
+			if state(ids[0]) != "noncompliant" || state(ids[1]) != "compliant" {
+				t.Fatalf("states %s, %s", state(ids[0]), state(ids[1]))
+			}
+			if _, err := st.GetCompliance(ctx, ids[2]); !mdmd.IsCode(err, mdmd.ENotFound) {
+				t.Fatalf("an unchanged device was evaluated: %v", err)
+			}
+			dirty(0)
+
+			// Marked again while claimed: clearing the claim keeps the mark.
+			if err := st.UpsertPosture(ctx, &mdmd.Posture{DeviceID: ids[0], OSVersion: "17.0"}); err != nil {
+				t.Fatal(err)
+			}
+			marks, err := st.ClaimDirtyDevices(ctx, 10, time.Minute)
+			if err != nil || len(marks) != 1 {
+				t.Fatalf("claim: %v, %v", marks, err)
+			}
+			if again, _ := st.ClaimDirtyDevices(ctx, 10, time.Minute); len(again) != 0 {
+				t.Fatalf("a claimed mark was claimed twice: %v", again)
+			}
+			if err := st.UpsertPosture(ctx, &mdmd.Posture{DeviceID: ids[0], OSVersion: "16.0"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.ClearDirtyDevices(ctx, marks); err != nil {
+				t.Fatal(err)
+			}
+			dirty(1)
+			if state(ids[0]) != "noncompliant" {
+				t.Fatalf("after 16.0: %s", state(ids[0]))
+			}
+
+			// Joining a group marks the device.
+			g := &mdmd.Group{Name: "g"}
+			if err := st.CreateGroup(ctx, g); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.AddGroupMembers(ctx, g.ID, []string{ids[2], ids[2]}); err != nil {
+				t.Fatal(err)
+			}
+			dirty(1)
 		})
 	}
 }

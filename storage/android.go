@@ -207,6 +207,8 @@ SELECT EXISTS (SELECT 1 FROM msg) AS fresh, (SELECT id FROM d) AS device_id`, ar
 			if err := tx.upsertPosture(ctx, &p, false); err != nil {
 				return err
 			}
+		} else if err := tx.markDirty(ctx, deviceID); err != nil {
+			return err
 		}
 		result = mdmd.UpdateApplied
 		return nil

@@ -462,6 +462,9 @@ func (s *Store) UpdateAppleToken(ctx context.Context, deviceID string, u mdmd.Ap
 		if err := tx.table(ctx, "devices").Where("id = ? AND enrolled_at IS NULL", deviceID).Update("enrolled_at", now).Error; err != nil {
 			return dbErr(err, "device")
 		}
+		if err := tx.markDirty(ctx, deviceID); err != nil {
+			return err
+		}
 		return dbErr(tx.table(ctx, "devices").Where("id = ?", deviceID).Updates(dset).Error, "device")
 	})
 }
@@ -482,6 +485,9 @@ func (s *Store) EndAppleEnrollment(ctx context.Context, deviceID string, state m
 			return dbErr(err, "device certificate")
 		}
 		if err := tx.forgetManagedState(ctx, deviceID, now); err != nil {
+			return err
+		}
+		if err := tx.markDirty(ctx, deviceID); err != nil {
 			return err
 		}
 		return dbErr(tx.table(ctx, "devices").Where("id = ?", deviceID).
@@ -573,8 +579,11 @@ func (s *Store) ListPushes(ctx context.Context, deviceID string, limit int) ([]m
 // kept, and the details object is merged key by key. A reported OS
 // version also updates the device.
 func (s *Store) UpsertPosture(ctx context.Context, p *mdmd.Posture) error {
-	return s.upsertPosture(ctx, p, true)
+	return s.Tx(ctx, func(tx *Store) error { return tx.upsertPosture(ctx, p, true) })
 }
+
+// upsertPosture runs its statements on s: call it in a transaction. It
+// marks the device for compliance evaluation.
 
 func (s *Store) upsertPosture(ctx context.Context, p *mdmd.Posture, updateDevice bool) error {
 	now := s.Now()
@@ -611,21 +620,20 @@ ON CONFLICT (device_id) DO UPDATE SET
 		keep("activation_lock"), keep("compromised")}, ",\n    ") + `,
     details = CASE WHEN excluded.details IS NULL THEN device_postures.details ELSE ` + mergeDetails + ` END,
     observed_at = excluded.observed_at, updated_at = excluded.updated_at`
-	upsert := func(tx *Store) error {
-		return dbErr(tx.db.WithContext(ctx).Exec(sql, p.DeviceID, str(p.OSVersion), str(p.BuildVersion), str(p.SecurityPatch),
-			p.PasscodePresent, p.PasscodeCompliant, p.Encrypted, p.Supervised, p.ActivationLock, p.Compromised,
-			details, observed, now).Error, "posture")
+	err := s.db.WithContext(ctx).Exec(sql, p.DeviceID, str(p.OSVersion), str(p.BuildVersion), str(p.SecurityPatch),
+		p.PasscodePresent, p.PasscodeCompliant, p.Encrypted, p.Supervised, p.ActivationLock, p.Compromised,
+		details, observed, now).Error
+	if err != nil {
+		return dbErr(err, "posture")
+	}
+	if err := s.markDirty(ctx, p.DeviceID); err != nil {
+		return err
 	}
 	if p.OSVersion == "" || !updateDevice {
-		return upsert(s)
+		return nil
 	}
-	return s.Tx(ctx, func(tx *Store) error {
-		if err := upsert(tx); err != nil {
-			return err
-		}
-		return dbErr(tx.table(ctx, "devices").Where("id = ?", p.DeviceID).
-			Updates(map[string]any{"os_version": p.OSVersion, "updated_at": now}).Error, "device")
-	})
+	return dbErr(s.table(ctx, "devices").Where("id = ?", p.DeviceID).
+		Updates(map[string]any{"os_version": p.OSVersion, "updated_at": now}).Error, "device")
 }
 
 // GetPosture returns a device's posture.

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -72,12 +73,21 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, u mdmd.DeviceUpdate
 	if u.EnrolledAt != nil {
 		set["enrolled_at"] = utc(*u.EnrolledAt)
 	}
-	res := s.table(ctx, "devices").Where("id = ?", id).Updates(set)
-	if res.Error != nil {
-		return nil, dbErr(res.Error, "device")
-	}
-	if res.RowsAffected == 0 {
-		return nil, mdmd.Errorf(mdmd.ENotFound, "device not found")
+	err := s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "devices").Where("id = ?", id).Updates(set)
+		if res.Error != nil {
+			return dbErr(res.Error, "device")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "device not found")
+		}
+		if u.EnrollmentState != nil || u.OSVersion != nil {
+			return tx.markDirty(ctx, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s.GetDevice(ctx, id)
 }
@@ -178,7 +188,15 @@ func (s *Store) MarkDevicesSeen(ctx context.Context, ids []string, at time.Time)
 	res := s.table(ctx, "devices").
 		Where("id IN ? AND (last_seen_at IS NULL OR last_seen_at < ?)", ids, at).
 		Update("last_seen_at", at)
-	return res.RowsAffected, dbErr(res.Error, "devices")
+	if res.Error != nil || res.RowsAffected == 0 {
+		return res.RowsAffected, dbErr(res.Error, "devices")
+	}
+	// Contact can end a failing check-in validity rule: devices that are
+	// failing are evaluated again. Compliant ones (most) cost nothing.
+	err := s.db.WithContext(ctx).Exec(`INSERT INTO compliance_dirty (device_id, version, marked_at)
+SELECT device_id, 1, ? FROM device_compliance WHERE device_id IN ? AND state IN ('noncompliant', 'in_grace')
+ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1, marked_at = excluded.marked_at`, s.Now(), ids).Error
+	return res.RowsAffected, dbErr(err, "compliance mark")
 }
 
 // CreateGroup stores a new group; a taken name is a conflict.
@@ -275,7 +293,11 @@ func (s *Store) AddGroupMembers(ctx context.Context, groupID string, deviceIDs [
 	}
 	return s.Tx(ctx, func(tx *Store) error {
 		err := tx.table(ctx, "device_groups").Clauses(clause.OnConflict{DoNothing: true}).Create(&rows).Error
-		return dbErr(err, "group member")
+		if err != nil {
+			return dbErr(err, "group member")
+		}
+		// A group can bring a compliance policy.
+		return tx.markDirty(ctx, slices.Compact(slices.Sorted(slices.Values(deviceIDs)))...)
 	})
 }
 
@@ -284,9 +306,19 @@ func (s *Store) RemoveGroupMembers(ctx context.Context, groupID string, deviceID
 	if len(deviceIDs) == 0 {
 		return nil
 	}
-	err := s.table(ctx, "device_groups").Where("group_id = ? AND device_id IN ?", groupID, deviceIDs).
-		Delete(&membership{}).Error
-	return dbErr(err, "group member")
+	return s.Tx(ctx, func(tx *Store) error {
+		var gone []string
+		if err := tx.table(ctx, "device_groups").Where("group_id = ? AND device_id IN ?", groupID, deviceIDs).
+			Pluck("device_id", &gone).Error; err != nil {
+			return dbErr(err, "group member")
+		}
+		err := tx.table(ctx, "device_groups").Where("group_id = ? AND device_id IN ?", groupID, deviceIDs).
+			Delete(&membership{}).Error
+		if err != nil {
+			return dbErr(err, "group member")
+		}
+		return tx.markDirty(ctx, gone...)
+	})
 }
 
 // DeviceGroups returns the groups a device is in, by name.

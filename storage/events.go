@@ -25,20 +25,27 @@ func (s *Store) lockFeed(ctx context.Context) error {
 // AppendEvent adds an event to the log. data is marshalled to JSON. Call
 // it inside the transaction that makes the change the event reports.
 func (s *Store) AppendEvent(ctx context.Context, typ, deviceID string, data any) error {
-	if !slices.Contains(mdmd.EventTypes, typ) {
-		return mdmd.FieldError("type", "unknown event type %q", typ)
-	}
-	raw, err := json.Marshal(data)
+	ev, err := newEvent(typ, deviceID, s.Now(), data)
 	if err != nil {
-		return mdmd.Errorf(mdmd.EInvalid, "event data: %v", err)
+		return err
 	}
 	return s.Tx(ctx, func(tx *Store) error {
 		if err := tx.lockFeed(ctx); err != nil {
 			return err
 		}
-		ev := mdmd.Event{Type: typ, DeviceID: deviceID, Data: raw, At: tx.Now()}
 		return dbErr(tx.table(ctx, "events").Create(&ev).Error, "event log")
 	})
+}
+
+func newEvent(typ, deviceID string, at time.Time, data any) (mdmd.Event, error) {
+	if !slices.Contains(mdmd.EventTypes, typ) {
+		return mdmd.Event{}, mdmd.FieldError("type", "unknown event type %q", typ)
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return mdmd.Event{}, mdmd.Errorf(mdmd.EInvalid, "event data: %v", err)
+	}
+	return mdmd.Event{Type: typ, DeviceID: deviceID, Data: raw, At: at}, nil
 }
 
 // ListEvents returns up to limit events after seq, oldest first.

@@ -156,8 +156,13 @@ func (s *Store) DeviceProfiles(ctx context.Context, deviceID string) ([]mdmd.Dev
 // PutDeviceProfile records a device profile's state.
 func (s *Store) PutDeviceProfile(ctx context.Context, dp *mdmd.DeviceProfile) error {
 	dp.UpdatedAt = s.Now()
-	err := s.table(ctx, "device_profiles").Clauses(clause.OnConflict{UpdateAll: true}).Create(dp).Error
-	return dbErr(err, "device profile")
+	return s.Tx(ctx, func(tx *Store) error {
+		err := tx.table(ctx, "device_profiles").Clauses(clause.OnConflict{UpdateAll: true}).Create(dp).Error
+		if err != nil {
+			return dbErr(err, "device profile")
+		}
+		return tx.markDirty(ctx, dp.DeviceID) // required profiles
+	})
 }
 
 // DeviceProfileByCommand returns the device profile a command acts on.
@@ -172,6 +177,11 @@ func (s *Store) DeviceProfileByCommand(ctx context.Context, commandID string) (*
 
 // DeleteDeviceProfile forgets a profile that was removed from a device.
 func (s *Store) DeleteDeviceProfile(ctx context.Context, deviceID, identifier string) error {
-	err := s.table(ctx, "device_profiles").Where("device_id = ? AND identifier = ?", deviceID, identifier).Delete(&mdmd.DeviceProfile{}).Error
-	return dbErr(err, "device profile")
+	return s.Tx(ctx, func(tx *Store) error {
+		err := tx.table(ctx, "device_profiles").Where("device_id = ? AND identifier = ?", deviceID, identifier).Delete(&mdmd.DeviceProfile{}).Error
+		if err != nil {
+			return dbErr(err, "device profile")
+		}
+		return tx.markDirty(ctx, deviceID)
+	})
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/migrations"
@@ -99,12 +98,7 @@ func Open(ctx context.Context, dbURL string, opts Options) (*Store, error) {
 		DisableAutomaticPing:   true,
 		SkipDefaultTransaction: true,
 		NowFunc:                func() time.Time { return now().UTC().Truncate(time.Microsecond) },
-		Logger: logger.NewSlogLogger(opts.Logger, logger.Config{
-			SlowThreshold:             opts.SlowQuery,
-			LogLevel:                  logger.Warn,
-			IgnoreRecordNotFoundError: true,
-			ParameterizedQueries:      true,
-		}),
+		Logger:                 queryLogger{log: opts.Logger, slow: opts.SlowQuery},
 	}
 	var dialector gorm.Dialector
 	// Migrating holds one connection for its lock and uses another.
