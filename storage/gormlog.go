@@ -37,7 +37,9 @@ func (l queryLogger) Error(ctx context.Context, msg string, args ...any) {
 }
 
 // ParamsFilter keeps values out of the logged SQL.
-func (l queryLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) { return sql, nil }
+func (l queryLogger) ParamsFilter(_ context.Context, sql string, _ ...any) (string, []any) {
+	return sql, nil
+}
 
 func (l queryLogger) Trace(ctx context.Context, begin time.Time, fc func() (string, int64), err error) {
 	elapsed := time.Since(begin)
