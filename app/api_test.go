@@ -343,6 +343,10 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"GET /api/v1/devices/{id}/compliance":                    {func(r mdmd.Role) string { return victim(r, "device") }, nil},
 		"POST /api/v1/devices/{id}/compliance/evaluate":          {func(r mdmd.Role) string { return victim(r, "device") }, nil},
 		"GET /api/v1/compliance/changes":                         {none, nil},
+		"PUT /api/v1/mtd/devices/{id}/threat":                    {dev, map[string]any{"level": "low", "source": "matrix"}},
+		"POST /api/v1/mtd/devices/{id}/heartbeat":                {dev, nil},
+		"POST /api/v1/mtd/heartbeat":                             {none, map[string]any{"device_ids": []string{f.ios.ID}}},
+		"GET /api/v1/devices/{id}/threat":                        {dev, nil},
 	}
 	routes := f.srv.APIRoutes()
 	if len(routes) != len(calls) {

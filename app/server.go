@@ -354,7 +354,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		// changed are evaluated within one poll, on whichever replica
 		// claims them first.
 		defer bg.Done()
-		complianceSvc.RunDirty(ctx, s.cfg.JobPoll, nil)
+		complianceSvc.RunDirty(ctx, s.cfg.JobPoll)
 	}()
 	go func() {
 		defer bg.Done()
@@ -364,7 +364,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
-			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner}},
+			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
+			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}},
 		Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()

@@ -29,6 +29,7 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	batch int
+	wake  chan struct{}
 }
 
 // NewService returns a service; now may be nil for the wall clock.
@@ -36,7 +37,7 @@ func NewService(st Store, log *slog.Logger, now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{st: st, log: log, now: now, batch: 1000}
+	return &Service{st: st, log: log, now: now, batch: 1000, wake: make(chan struct{}, 1)}
 }
 
 // SetBatchSize sets how many devices are read and written together
@@ -242,10 +243,18 @@ func (s *Service) EvaluateDirty(ctx context.Context) (int, error) {
 	}
 }
 
+// Wake makes RunDirty look for changed devices now.
+func (s *Service) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 // RunDirty evaluates changed devices until ctx ends: at once when woken
-// (by this process's writes) and every poll otherwise (for other
+// (after this process's writes) and every poll otherwise (for other
 // replicas' writes and to retry after errors).
-func (s *Service) RunDirty(ctx context.Context, poll time.Duration, wake <-chan struct{}) {
+func (s *Service) RunDirty(ctx context.Context, poll time.Duration) {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
@@ -256,7 +265,7 @@ func (s *Service) RunDirty(ctx context.Context, poll time.Duration, wake <-chan 
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-wake:
+		case <-s.wake:
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package storagetest
 
 import (
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ func complianceTests() []struct {
 		{"ComplianceStates", testComplianceStates},
 		{"ComplianceFeedConcurrent", testComplianceFeedConcurrent},
 		{"CompliancePolicies", testCompliancePolicies},
+		{"Threats", testThreats},
 	}
 }
 
@@ -289,4 +291,54 @@ func testCompliancePolicies(t *testing.T, s *storage.Store) {
 	wantCode(t, err, mdmd.ENotFound)
 	_, err = s.PolicyForDevice(ctx, "no-such-device")
 	wantCode(t, err, mdmd.ENotFound)
+}
+
+func testThreats(t *testing.T, s *storage.Store) {
+	d := iosDevice("THREAT-1")
+	must(t, s.CreateDevice(ctx, d))
+	for _, bad := range []mdmd.DeviceThreat{
+		{DeviceID: d.ID, Level: "critical", Source: "x"},
+		{DeviceID: d.ID, Level: "low"},
+		{DeviceID: d.ID, Level: "low", Source: "x", Details: mdmd.RawJSON(`[1]`)},
+	} {
+		_, err := s.ReportThreat(ctx, &bad)
+		wantCode(t, err, mdmd.EInvalid)
+	}
+	_, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: "no-such-device", Level: "low", Source: "x"})
+	wantCode(t, err, mdmd.ENotFound)
+	wantCode(t, s.ThreatHeartbeat(ctx, []string{d.ID}), mdmd.ENotFound)
+	if _, err := s.GetThreat(ctx, d.ID); !mdmd.IsCode(err, mdmd.ENotFound) {
+		t.Fatalf("rejected reports were stored: %v", err)
+	}
+
+	for i, level := range []string{"low", "low", "high"} {
+		prev, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: d.ID, Level: level, Source: "Acme"})
+		must(t, err)
+		if want := []string{"", "low", "low"}[i]; prev != want {
+			t.Errorf("report %d: previous %q, want %q", i, prev, want)
+		}
+	}
+	evs, err := s.ListEvents(ctx, 0, 10)
+	must(t, err)
+	if len(evs) != 2 {
+		t.Fatalf("%d threat events, want 2 (a repeated level is not an event)", len(evs))
+	}
+	var data mdmd.ThreatChangedData
+	must(t, json.Unmarshal(evs[1].Data, &data))
+	if data.PreviousLevel != "low" || data.CurrentLevel != "high" || data.DeviceID != d.ID {
+		t.Errorf("event = %+v", data)
+	}
+	before, err := s.GetThreat(ctx, d.ID)
+	must(t, err)
+	must(t, s.ThreatHeartbeat(ctx, []string{d.ID, d.ID}))
+	after, err := s.GetThreat(ctx, d.ID)
+	must(t, err)
+	if after.HeartbeatAt.Before(before.HeartbeatAt) || after.ReportedAt != before.ReportedAt || after.Level != "high" {
+		t.Errorf("heartbeat changed more than the heartbeat: %+v -> %+v", before, after)
+	}
+	marks, err := s.ClaimDirtyDevices(ctx, 10, time.Minute)
+	must(t, err)
+	if len(marks) != 1 || marks[0].DeviceID != d.ID {
+		t.Errorf("a report did not mark the device: %+v", marks)
+	}
 }
