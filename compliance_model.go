@@ -79,3 +79,39 @@ type DirtyMark struct {
 	DeviceID string `gorm:"column:device_id"`
 	Version  int64  `gorm:"column:version"`
 }
+
+// Compliance action states.
+const (
+	ActionRunning         = "running"          // claimed, being carried out
+	ActionPendingApproval = "pending_approval" // a wipe waiting for an admin
+	ActionDone            = "done"
+	ActionRejected        = "rejected"  // an admin refused the wipe
+	ActionFailed          = "failed"    // the command could not be queued
+	ActionCancelled       = "cancelled" // the episode ended before approval
+)
+
+// ComplianceAction is one noncompliance action against a device in one
+// episode of failing (Episode is when it began). The device, episode and
+// action are unique, so each action runs once per episode.
+type ComplianceAction struct {
+	ID        string    `json:"id" gorm:"column:id;primaryKey"`
+	DeviceID  string    `json:"device_id" gorm:"column:device_id"`
+	Episode   time.Time `json:"episode" gorm:"column:episode"`
+	Action    string    `json:"action" gorm:"column:action"`
+	PolicyID  string    `json:"policy_id" gorm:"column:policy_id"`
+	State     string    `json:"state" gorm:"column:state"`
+	Detail    string    `json:"detail,omitempty" gorm:"column:detail"`
+	CommandID string    `json:"command_id,omitempty" gorm:"column:command_id"`
+	DecidedBy string    `json:"decided_by,omitempty" gorm:"column:decided_by"`
+	CreatedAt time.Time `json:"created_at" gorm:"column:created_at"`
+	UpdatedAt time.Time `json:"updated_at" gorm:"column:updated_at"`
+}
+
+// FailingDevice is a device in an episode of failing, as the action
+// scheduler sees it.
+type FailingDevice struct {
+	DeviceID     string    `gorm:"column:device_id"`
+	PolicyID     string    `gorm:"column:policy_id"`
+	State        string    `gorm:"column:state"`
+	FailingSince time.Time `gorm:"column:failing_since"`
+}

@@ -337,11 +337,18 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	runner.Every("rate.prune", time.Hour)
 
 	complianceSvc := compliance.NewService(st, s.log.With("component", "compliance"), nil)
+	complianceSvc.Jobs = runner
 	runner.Register(compliance.SweepJob, func(ctx context.Context, _ *mdmd.Job) error {
 		_, err := complianceSvc.Sweep(ctx)
 		return err
 	})
 	runner.Every(compliance.SweepJob, 15*time.Minute)
+	actions := &compliance.Actions{Store: st, Do: cmds, Log: s.log.With("component", "compliance-actions")}
+	runner.Register(compliance.ActionsJob, func(ctx context.Context, _ *mdmd.Job) error {
+		_, err := actions.Run(ctx)
+		return err
+	})
+	runner.Every(compliance.ActionsJob, time.Minute)
 
 	// Every job kind is registered; start the runner.
 	bg.Add(3)
@@ -365,7 +372,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
-			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}},
+			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions},
 		Membership: profileSvc})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()

@@ -70,6 +70,42 @@ func (s *Service) android(ctx context.Context, deviceID string) (AndroidCommande
 	return s.Android, nil
 }
 
+// Lock locks a device on either platform; lock gives the message, phone
+// number and PIN shown on an iPhone (Android locks with its own screen).
+func (s *Service) Lock(ctx context.Context, deviceID, by string, push bool, lock DeviceLock) ([]*mdmd.Command, error) {
+	and, err := s.android(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if and != nil {
+		cmd, err := and.Lock(ctx, deviceID, by)
+		if err != nil {
+			return nil, err
+		}
+		return []*mdmd.Command{cmd}, nil
+	}
+	return s.EnqueueApple(ctx, deviceID, by, push, lock)
+}
+
+// SelectiveWipe removes corporate data only. On an iPhone, removing the
+// enrollment profile removes every managed profile, managed app and its
+// data; personal data stays. On Android the work profile is deleted
+// (a fully managed device has no selective wipe and is refused).
+func (s *Service) SelectiveWipe(ctx context.Context, deviceID, by, reason string, push bool) ([]*mdmd.Command, error) {
+	and, err := s.android(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if and != nil {
+		cmd, err := and.Wipe(ctx, deviceID, by, false, reason, true)
+		if err != nil {
+			return nil, err
+		}
+		return []*mdmd.Command{cmd}, nil
+	}
+	return s.EnqueueApple(ctx, deviceID, by, push, RemoveProfile{Identifier: mdmd.AppleEnrollmentProfileID})
+}
+
 // NewService returns the command service.
 func NewService(st Store, jobs JobQueue, box *secret.Box) *Service {
 	return &Service{st: st, jobs: jobs, box: box}
@@ -321,16 +357,8 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		id := chi.URLParam(r, "id")
-		var out []*mdmd.Command
-		if and, err := s.android(r.Context(), id); err != nil {
-			return err
-		} else if and != nil {
-			cmd, err := and.Lock(r.Context(), id, by(r))
-			if err != nil {
-				return err
-			}
-			out = []*mdmd.Command{cmd}
-		} else if out, err = s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber, PIN: in.PIN}); err != nil {
+		out, err := s.Lock(r.Context(), id, by(r), pushOf(in.Push), DeviceLock{Message: in.Message, PhoneNumber: in.PhoneNumber, PIN: in.PIN})
+		if err != nil {
 			return err
 		}
 		reg.Audit(r, "device.lock", "device", id, mdmd.OutcomeSuccess, "", map[string]any{"message": in.Message})
@@ -428,18 +456,12 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			respond(w, []*mdmd.Command{cmd})
 			return nil
 		}
-		var cmd AppleCommand
-		switch in.Mode {
-		case "selective":
-			// Removing the enrollment profile removes every managed
-			// profile, managed app and its data; personal data stays.
-			cmd = RemoveProfile{Identifier: mdmd.AppleEnrollmentProfileID}
-		case "full":
-			cmd = EraseDevice{PIN: in.PIN}
-		default:
-			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
+		var out []*mdmd.Command
+		if in.Mode == "selective" {
+			out, err = s.SelectiveWipe(r.Context(), id, by(r), in.Reason, pushOf(in.Push))
+		} else {
+			out, err = s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), EraseDevice{PIN: in.PIN})
 		}
-		out, err := s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), cmd)
 		if err != nil {
 			return err
 		}

@@ -153,10 +153,10 @@ func Evaluate(s Snapshot, p Policy, now time.Time) Evaluation {
 			since = s.FailingSince.UTC()
 		}
 		ev.FailingSince = &since
-		ends := since.Add(time.Duration(p.GraceDays) * day)
+		ends := since.Add(time.Duration(p.graceDays()) * day)
 		ev.State, ev.Reason = StateNoncompliant, strings.Join(failed, "; ")
 		// An unenrolled or wiped device gets no grace.
-		if p.GraceDays > 0 && now.Before(ends) && s.EnrollmentState == mdmd.EnrollmentEnrolled {
+		if p.graceDays() > 0 && now.Before(ends) && s.EnrollmentState == mdmd.EnrollmentEnrolled {
 			ev.State, ev.GraceEndsAt = StateInGrace, &ends
 		}
 	case len(unknown) > 0:

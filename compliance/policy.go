@@ -73,8 +73,36 @@ type Policy struct {
 	RequireSecurePosture bool `json:"require_secure_posture,omitempty"` // Android's devicePosture SECURE
 
 	// GraceDays: a failing device is "in grace" this long before it is
-	// noncompliant.
+	// noncompliant. A "mark" action says the same.
 	GraceDays int `json:"grace_days,omitempty"`
+
+	// Actions are taken against a failing device, each once per episode
+	// of failing, AfterDays after the episode began.
+	Actions []ActionRule `json:"actions,omitempty"`
+}
+
+// Noncompliance actions.
+const (
+	ActionMark          = "mark"           // mark noncompliant: the end of the grace period
+	ActionNotify        = "notify"         // a compliance.action event for webhooks
+	ActionLock          = "lock"           // lock the device
+	ActionSelectiveWipe = "selective_wipe" // remove corporate data, after an admin approves
+)
+
+// ActionRule schedules one noncompliance action.
+type ActionRule struct {
+	Action    string `json:"action"`
+	AfterDays int    `json:"after_days"`
+}
+
+// graceDays is how long a failing device stays in grace.
+func (p *Policy) graceDays() int {
+	for _, a := range p.Actions {
+		if a.Action == ActionMark {
+			return a.AfterDays
+		}
+	}
+	return p.GraceDays
 }
 
 // Validate checks a policy before it is stored or used.
@@ -103,6 +131,20 @@ func (p *Policy) Validate() error {
 		if v < 0 || v > 3650 {
 			return mdmd.FieldError(field, "must be between 0 and 3650")
 		}
+	}
+	seen := map[string]bool{}
+	for _, a := range p.Actions {
+		switch {
+		case a.Action != ActionMark && a.Action != ActionNotify && a.Action != ActionLock && a.Action != ActionSelectiveWipe:
+			return mdmd.FieldError("actions", "unknown action %q: use mark, notify, lock or selective_wipe", a.Action)
+		case seen[a.Action]:
+			return mdmd.FieldError("actions", "action %s is given twice", a.Action)
+		case a.AfterDays < 0 || a.AfterDays > 3650:
+			return mdmd.FieldError("actions", "after_days of %s must be between 0 and 3650", a.Action)
+		case a.Action == ActionMark && p.GraceDays != 0 && p.GraceDays != a.AfterDays:
+			return mdmd.FieldError("actions", "the mark action and grace_days disagree: give one of them")
+		}
+		seen[a.Action] = true
 	}
 	if p.MinPasscodeLength > 0 && !p.RequirePasscode {
 		return mdmd.FieldError("min_passcode_length", "needs require_passcode")

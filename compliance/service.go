@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -30,6 +31,9 @@ type Service struct {
 	now   func() time.Time
 	batch int
 	wake  chan struct{}
+	// Jobs, if set, gets a run of the noncompliance actions whenever a
+	// device begins failing.
+	Jobs Enqueuer
 }
 
 // NewService returns a service; now may be nil for the wall clock.
@@ -110,11 +114,21 @@ func (s *Service) EvaluateDevices(ctx context.Context, ids []string, cause strin
 	if err != nil {
 		return nil, err
 	}
+	failing := false
 	for i, r := range recorded {
 		results[i].Previous, results[i].Changed = r.Previous, r.Changed
 		if r.Changed {
 			s.log.Info("compliance changed", "device_id", results[i].DeviceID, "from", r.Previous, "to", results[i].State,
 				"cause", cause, "reason", results[i].Reason)
+			failing = failing || results[i].State == StateNoncompliant || results[i].State == StateInGrace
+		}
+	}
+	if failing && s.Jobs != nil {
+		// Actions due at once (after 0 days) need not wait for the
+		// scheduler's next round.
+		key := fmt.Sprintf("%s/%d", ActionsJob, now.Unix())
+		if _, err := s.Jobs.Enqueue(ctx, &mdmd.Job{Kind: ActionsJob, RunAt: now, MaxAttempts: 3, UniqueKey: &key}); err != nil {
+			s.log.Error("queueing noncompliance actions failed", "err", err)
 		}
 	}
 	return results, nil

@@ -51,7 +51,7 @@ CREATE TABLE compliance_actions (
     episode      TIMESTAMPTZ NOT NULL,
     action       TEXT NOT NULL CHECK (action IN ('notify', 'lock', 'selective_wipe')),
     policy_id    TEXT NOT NULL,
-    state        TEXT NOT NULL CHECK (state IN ('pending_approval', 'done', 'rejected', 'failed', 'cancelled')),
+    state        TEXT NOT NULL CHECK (state IN ('running', 'pending_approval', 'done', 'rejected', 'failed', 'cancelled')),
     detail       TEXT NOT NULL DEFAULT '',
     command_id   TEXT NOT NULL DEFAULT '',
     decided_by   TEXT NOT NULL DEFAULT '',
