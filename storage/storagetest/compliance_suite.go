@@ -23,6 +23,7 @@ func complianceTests() []struct {
 		{"ComplianceFeedConcurrent", testComplianceFeedConcurrent},
 		{"CompliancePolicies", testCompliancePolicies},
 		{"Threats", testThreats},
+		{"ComplianceActions", testComplianceActions},
 	}
 }
 
@@ -341,4 +342,82 @@ func testThreats(t *testing.T, s *storage.Store) {
 	if len(marks) != 1 || marks[0].DeviceID != d.ID {
 		t.Errorf("a report did not mark the device: %+v", marks)
 	}
+}
+
+func testComplianceActions(t *testing.T, s *storage.Store) {
+	d := iosDevice("ACTIONS-1")
+	must(t, s.CreateDevice(ctx, d))
+	episode := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
+	_, _, err := s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: d.ID, State: "noncompliant", FailingSince: &episode}, "posture")
+	must(t, err)
+	failing, err := s.FailingDevices(ctx, "", 10)
+	must(t, err)
+	if len(failing) != 1 || !failing[0].FailingSince.Equal(episode) {
+		t.Fatalf("failing = %+v", failing)
+	}
+
+	// Of concurrent starters, exactly one starts the action.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	started := 0
+	for range 4 {
+		wg.Go(func() {
+			ok, err := s.StartComplianceAction(ctx, &mdmd.ComplianceAction{DeviceID: d.ID, Episode: episode, Action: "lock", State: mdmd.ActionRunning})
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				started++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if started != 1 {
+		t.Fatalf("%d starters started the action", started)
+	}
+	_, err = s.StartComplianceAction(ctx, &mdmd.ComplianceAction{DeviceID: d.ID, Episode: episode, Action: "lock", State: mdmd.ActionDone})
+	wantCode(t, err, mdmd.EInvalid)
+	acts, err := s.EpisodeActions(ctx, []string{d.ID})
+	must(t, err)
+	if len(acts) != 1 {
+		t.Fatalf("actions = %+v", acts)
+	}
+	lock := acts[0]
+	_, err = s.FinishComplianceAction(ctx, lock.ID, mdmd.ActionPendingApproval, mdmd.ComplianceAction{State: mdmd.ActionDone})
+	wantCode(t, err, mdmd.EConflict)
+	_, err = s.FinishComplianceAction(ctx, lock.ID, mdmd.ActionRunning, mdmd.ComplianceAction{State: "exploded"})
+	wantCode(t, err, mdmd.EInvalid)
+	done, err := s.FinishComplianceAction(ctx, lock.ID, mdmd.ActionRunning, mdmd.ComplianceAction{State: mdmd.ActionDone, CommandID: "c1"})
+	must(t, err)
+	if done.State != mdmd.ActionDone || done.CommandID != "c1" {
+		t.Errorf("finished = %+v", done)
+	}
+
+	// A wipe waiting for approval is cancelled once the episode ends.
+	ok, err := s.StartComplianceAction(ctx, &mdmd.ComplianceAction{DeviceID: d.ID, Episode: episode, Action: "selective_wipe", State: mdmd.ActionPendingApproval})
+	must(t, err)
+	if !ok {
+		t.Fatal("the wipe did not start")
+	}
+	_, ended, err := s.StaleComplianceActions(ctx, time.Now().Add(-time.Hour))
+	must(t, err)
+	if len(ended) != 0 {
+		t.Fatalf("an approval of a running episode counts as ended: %+v", ended)
+	}
+	_, _, err = s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: d.ID, State: "compliant"}, "posture")
+	must(t, err)
+	_, ended, err = s.StaleComplianceActions(ctx, time.Now().Add(-time.Hour))
+	must(t, err)
+	if len(ended) != 1 || ended[0].Action != "selective_wipe" {
+		t.Fatalf("ended = %+v", ended)
+	}
+	pending, err := s.ListComplianceActions(ctx, mdmd.ActionPendingApproval, "", 10)
+	must(t, err)
+	if len(pending) != 1 {
+		t.Errorf("pending = %+v", pending)
+	}
+	_, err = s.ListComplianceActions(ctx, "exploded", "", 10)
+	wantCode(t, err, mdmd.EInvalid)
 }
