@@ -17,10 +17,14 @@ const (
 	RoleAuditor     Role = "auditor"      // the audit log
 	RoleMTDPartner  Role = "mtd_partner"  // the threat-level API only
 	RoleSSFReceiver Role = "ssf_receiver" // the shared-signals stream API only
+	// RoleRelyingParty is an application (an identity provider, a VPN
+	// gateway) approved by an admin to get device compliance tokens for
+	// its own audience, which its API token names.
+	RoleRelyingParty Role = "relying_party"
 )
 
 // Roles lists every role in a stable order.
-var Roles = []Role{RoleViewer, RoleHelpdesk, RoleAdmin, RoleAuditor, RoleMTDPartner, RoleSSFReceiver}
+var Roles = []Role{RoleViewer, RoleHelpdesk, RoleAdmin, RoleAuditor, RoleMTDPartner, RoleSSFReceiver, RoleRelyingParty}
 
 // Valid reports whether r is a known role.
 func (r Role) Valid() bool {
@@ -50,14 +54,16 @@ const (
 	PermEnrollManage     Permission = "enroll:manage"     // enrollment links and profiles
 	PermProfilesManage   Permission = "profiles:manage"   // configuration profiles and their assignment
 	PermComplianceManage Permission = "compliance:manage" // compliance policies and their assignment
+	PermComplianceToken  Permission = "compliance:token"  // device compliance tokens for the caller's audience
 )
 
 var rolePermissions = map[Role][]Permission{
-	RoleViewer:      {PermDevicesRead, PermCommandsRead},
-	RoleHelpdesk:    {PermDevicesRead, PermCommandsRead, PermCommandsQuery, PermCommandsLock},
-	RoleAuditor:     {PermAuditRead},
-	RoleMTDPartner:  {PermThreatReport},
-	RoleSSFReceiver: {PermSSFStreams},
+	RoleViewer:       {PermDevicesRead, PermCommandsRead},
+	RoleHelpdesk:     {PermDevicesRead, PermCommandsRead, PermCommandsQuery, PermCommandsLock},
+	RoleAuditor:      {PermAuditRead},
+	RoleMTDPartner:   {PermThreatReport},
+	RoleSSFReceiver:  {PermSSFStreams},
+	RoleRelyingParty: {PermComplianceToken},
 	RoleAdmin: {PermDevicesRead, PermDevicesWrite, PermDevicesDelete, PermCommandsRead,
 		PermCommandsQuery, PermCommandsLock, PermCommandsWipe, PermGroupsWrite,
 		PermTokensManage, PermUsersManage, PermSettingsManage, PermJobsRead, PermAuditRead, PermEnrollManage, PermProfilesManage, PermComplianceManage},
@@ -84,6 +90,8 @@ type Principal struct {
 	// Name is the username or the token's name, for the audit log.
 	Name string
 	Role Role
+	// Audience is a relying party's audience (its token's).
+	Audience string
 }
 
 // AdminUser is a person who signs in to the console.
@@ -124,6 +132,7 @@ type APIToken struct {
 	Prefix     string     `json:"prefix" gorm:"column:prefix"`
 	Hash       string     `json:"-" gorm:"column:hash"`
 	Role       Role       `json:"role" gorm:"column:role"`
+	Audience   string     `json:"audience,omitempty" gorm:"column:audience"` // relying parties only
 	CreatedBy  string     `json:"created_by" gorm:"column:created_by"`
 	CreatedAt  time.Time  `json:"created_at" gorm:"column:created_at"`
 	ExpiresAt  time.Time  `json:"expires_at" gorm:"column:expires_at"`
@@ -138,6 +147,12 @@ func (t *APIToken) Validate() error {
 	}
 	if !t.Role.Valid() {
 		return FieldError("role", "unknown role %q", t.Role)
+	}
+	switch {
+	case t.Role == RoleRelyingParty && (t.Audience == "" || len(t.Audience) > 200):
+		return FieldError("audience", "a relying party's token names its audience (1 to 200 characters)")
+	case t.Role != RoleRelyingParty && t.Audience != "":
+		return FieldError("audience", "only relying-party tokens have an audience")
 	}
 	if len(t.Hash) != 64 {
 		return FieldError("hash", "must be a hex SHA-256")

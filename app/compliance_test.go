@@ -128,7 +128,13 @@ func testComplianceAPI(t *testing.T, dbURL string) {
 	}
 
 	// Relaxing the policy re-evaluates the fleet in the background: the
-	// iPhone becomes compliant with nobody asking.
+	// iPhone becomes compliant with nobody asking. (First the evaluation
+	// of the group change settles, so that only the policy's sweep can
+	// make the change.)
+	eventually(t, 20*time.Second, "marked devices to be evaluated", func() bool {
+		var n int
+		return st.DB().QueryRowContext(ctx, "SELECT count(*) FROM compliance_dirty").Scan(&n) == nil && n == 0
+	})
 	f.mustDo(200, "PUT", "/api/v1/compliance/policies/"+strict.ID, f.Token, map[string]any{"name": "ios strict", "platform": "ios",
 		"rules": map[string]any{"min_os_version": "17.0", "require_passcode": true}})
 	deadline := time.Now().Add(30 * time.Second)

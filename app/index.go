@@ -16,14 +16,16 @@ import (
 // routes assembles everything served once the database is ready: a
 // discovery document at /, the admin API, and the device-facing endpoints
 // (enrollment profile, SCEP, MDM check-in and commands).
-func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, and *android.Service) http.Handler {
+func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, and *android.Service, public ...func(chi.Router)) http.Handler {
 	doc, _ := json.MarshalIndent(map[string]string{
-		"name":    "mdmd",
-		"version": Version,
-		"api":     s.cfg.PublicURL + "/api/v1",
-		"health":  s.cfg.PublicURL + "/healthz",
-		"ready":   s.cfg.PublicURL + "/readyz",
-		"metrics": s.cfg.PublicURL + "/metrics",
+		"name":            "mdmd",
+		"version":         Version,
+		"api":             s.cfg.PublicURL + "/api/v1",
+		"health":          s.cfg.PublicURL + "/healthz",
+		"ready":           s.cfg.PublicURL + "/readyz",
+		"metrics":         s.cfg.PublicURL + "/metrics",
+		"ssf":             s.cfg.PublicURL + "/.well-known/ssf-configuration",
+		"compliance_jwks": s.cfg.PublicURL + "/compliance/jwks.json",
 	}, "", "  ")
 	r := chi.NewRouter()
 	log := s.log.With("component", "http")
@@ -43,5 +45,8 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 	r.HandleFunc(enroll.PathMDMCheckin, m.ServeCheckin)
 	r.HandleFunc(enroll.PathMDMConnect, m.ServeConnect)
 	r.Post("/android/pubsub/{secret}", and.ServePubSub)
+	for _, add := range public {
+		add(r)
+	}
 	return r
 }

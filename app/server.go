@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/apns"
@@ -31,11 +33,14 @@ import (
 	"github.com/mdmd/mdmd/compliance"
 	"github.com/mdmd/mdmd/enroll"
 	"github.com/mdmd/mdmd/jobs"
+	"github.com/mdmd/mdmd/jwtsign"
 	"github.com/mdmd/mdmd/pki"
 	"github.com/mdmd/mdmd/profiles"
 	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/ssf"
 	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/web"
+	"github.com/mdmd/mdmd/webhooks"
 )
 
 // Server is one mdmd replica: the HTTP server, the database, and the
@@ -51,15 +56,16 @@ type Server struct {
 
 	handlers map[string]jobs.Handler
 
-	mu        sync.Mutex
-	addr      net.Addr
-	store     *storage.Store
-	ids       *pki.Identities
-	ready     chan struct{}
-	listenCh  chan struct{}
-	commands  *commands.Service
-	pusher    *apns.Service
-	apiRoutes []web.Route
+	mu         sync.Mutex
+	addr       net.Addr
+	store      *storage.Store
+	ids        *pki.Identities
+	ready      chan struct{}
+	listenCh   chan struct{}
+	commands   *commands.Service
+	pusher     *apns.Service
+	compliance *compliance.Service
+	apiRoutes  []web.Route
 }
 
 // APIRoutes lists every admin route with its permission (valid after Ready).
@@ -67,6 +73,13 @@ func (s *Server) APIRoutes() []web.Route { s.mu.Lock(); defer s.mu.Unlock(); ret
 
 // Commands is the command service (valid after Ready).
 func (s *Server) Commands() *commands.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.commands }
+
+// Compliance is the compliance service (valid after Ready).
+func (s *Server) Compliance() *compliance.Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.compliance
+}
 
 // Pusher is the APNs service (valid after Ready).
 func (s *Server) Pusher() *apns.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.pusher }
@@ -349,9 +362,48 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		return err
 	})
 	runner.Every(compliance.ActionsJob, time.Minute)
+	runner.Register("events.prune", func(ctx context.Context, _ *mdmd.Job) error {
+		// Events every consumer has read are kept a week for inspection.
+		_, err := st.PruneEvents(ctx, time.Now().Add(-7*24*time.Hour))
+		return err
+	})
+	runner.Every("events.prune", 24*time.Hour)
+	hooks := webhooks.New(st, box, webhooks.Options{Jobs: runner, Replica: s.replica, Logger: s.log.With("component", "webhooks")})
+	runner.Register(webhooks.FanoutJob, hooks.RunFanout)
+	runner.Every(webhooks.FanoutJob, 5*time.Second)
+	runner.Register(webhooks.DeliverJob, hooks.RunDeliver)
+	runner.Every(webhooks.DeliverJob, 5*time.Second)
+	runner.Register(webhooks.PruneJob, hooks.RunPrune)
+	runner.Every(webhooks.PruneJob, 24*time.Hour)
+
+	// Shared signals (SSF/CAEP) and compliance tokens sign with their own
+	// key rings, each published as a JWKS and rotated by a job.
+	ssfKeys := ssf.NewKeyring(st, box, s.log.With("component", "ssf"))
+	tokenKeys := jwtsign.New(st, box, jwtsign.Options{Ring: "compliance", MaxTokenLifetime: compliance.MaxTokenLifetime,
+		Logger: s.log.With("component", "compliance-tokens")})
+	for _, k := range []*jwtsign.Keyring{ssfKeys, tokenKeys} {
+		if err := k.Init(ctx); err != nil {
+			return fmt.Errorf("%s signing key: %w", k.Ring(), err)
+		}
+		runner.Register(k.JobKind(), k.RotateJob)
+		runner.Every(k.JobKind(), 24*time.Hour) // rotates a key once it is 30 days old
+	}
+	transmitter, err := ssf.New(st, ssf.Options{Issuer: s.cfg.PublicURL, Keys: ssfKeys, Box: box,
+		Replica: s.replica, Logger: s.log.With("component", "ssf")})
+	if err != nil {
+		return err
+	}
+	runner.Register(ssf.PruneJob, transmitter.PruneRun)
+	runner.Every(ssf.PruneJob, time.Hour)
+	tokens := &compliance.Tokens{Service: complianceSvc, Store: st, Keys: tokenKeys, Issuer: s.cfg.PublicURL}
 
 	// Every job kind is registered; start the runner.
-	bg.Add(3)
+	bg.Add(4)
+	go func() {
+		// SSF fan-out and push, every second, safe on every replica.
+		defer bg.Done()
+		transmitter.Run(ctx)
+	}()
 	go func() {
 		defer bg.Done()
 		runner.Run(ctx)
@@ -372,12 +424,18 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
-			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions},
+			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens},
 		Membership: profileSvc})
 	s.mu.Lock()
-	s.commands, s.pusher, s.apiRoutes = cmds, pusher, api.Routes()
+	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc
 	s.mu.Unlock()
-	s.root.SetReady(s.routes(api, enrollment, mdmSvc, androidSvc), st.Ping)
+	httpLog := s.log.With("component", "http")
+	s.root.SetReady(s.routes(api, enrollment, mdmSvc, androidSvc, transmitter.RegisterPublic, func(r chi.Router) {
+		r.Get(compliance.JWKSPath, tokenKeys.Handler().ServeHTTP)
+		r.HandleFunc(compliance.DeviceTokenPath, tokens.DeviceHandler(mdmSvc, func(w http.ResponseWriter, r *http.Request, err error) {
+			web.WriteError(w, r, httpLog, err)
+		}))
+	}), st.Ping)
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
 	s.printWelcome(cred)
 	close(s.ready)

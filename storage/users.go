@@ -132,3 +132,12 @@ func (s *Store) TouchAPIToken(ctx context.Context, id string, at time.Time) erro
 		Update("last_used_at", at).Error
 	return dbErr(err, "API token")
 }
+
+// AudienceApproved reports whether an active relying-party token names
+// the audience: only such audiences get device compliance tokens.
+func (s *Store) AudienceApproved(ctx context.Context, audience string) (bool, error) {
+	var n int64
+	err := s.table(ctx, "api_tokens").Where("role = ? AND audience = ? AND revoked_at IS NULL AND expires_at > ?",
+		string(mdmd.RoleRelyingParty), audience, s.Now()).Count(&n).Error
+	return n > 0, dbErr(err, "API tokens")
+}

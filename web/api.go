@@ -581,6 +581,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
 		Name          string    `json:"name"`
 		Role          mdmd.Role `json:"role"`
+		Audience      string    `json:"audience"`
 		ExpiresInDays int       `json:"expires_in_days"`
 	}
 	if err := decodeJSON(r, &in); err != nil {
@@ -594,12 +595,12 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	secret, hash := auth.NewToken()
 	p := PrincipalFrom(r.Context())
-	t := &mdmd.APIToken{Name: in.Name, Role: in.Role, Hash: hash, Prefix: auth.DisplayPrefix(secret),
+	t := &mdmd.APIToken{Name: in.Name, Role: in.Role, Audience: in.Audience, Hash: hash, Prefix: auth.DisplayPrefix(secret),
 		CreatedBy: p.Name, ExpiresAt: a.d.Now().Add(time.Duration(in.ExpiresInDays) * 24 * time.Hour)}
 	if err := a.d.Tokens.CreateAPIToken(r.Context(), t); err != nil {
 		return err
 	}
-	a.audit(r, "token.create", "token", t.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": t.Name, "role": t.Role, "expires_at": t.ExpiresAt})
+	a.audit(r, "token.create", "token", t.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": t.Name, "role": t.Role, "audience": t.Audience, "expires_at": t.ExpiresAt})
 	writeJSON(w, http.StatusCreated, struct {
 		Token  *mdmd.APIToken `json:"token"`
 		Secret string         `json:"secret"`

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,15 @@ func decodeJSON(r *http.Request, v any) error {
 			return mdmd.Errorf(mdmd.EUnsupported, "Content-Type must be application/json, got %q", ct)
 		}
 	}
-	dec := json.NewDecoder(r.Body)
+	return decodeJSONFrom(r.Body, v)
+}
+
+// DecodeJSONBytes decodes a body already read (and authenticated) as
+// DecodeJSON does.
+func DecodeJSONBytes(b []byte, v any) error { return decodeJSONFrom(bytes.NewReader(b), v) }
+
+func decodeJSONFrom(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)

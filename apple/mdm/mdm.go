@@ -224,6 +224,22 @@ func (s *Service) identify(r *http.Request, body []byte) (*x509.Certificate, err
 	return apple.VerifyMdmSignature(r.Header.Get("Mdm-Signature"), body, s.roots, now)
 }
 
+// AuthenticateDevice authenticates a request from an enrolled device as
+// check-ins are authenticated (TLS client certificate, RFC 9440 from a
+// trusted proxy, or Mdm-Signature over the body) and returns the body,
+// the device's identity certificate and its enrollment.
+func (s *Service) AuthenticateDevice(r *http.Request, contentType string) ([]byte, *x509.Certificate, *mdmd.AppleEnrollment, error) {
+	body, cert, err := s.readRequest(r, contentType)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	enr, err := s.st.ResolveAppleIdentity(r.Context(), apple.CertFingerprint(cert))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return body, cert, enr, nil
+}
+
 // resolve maps a certificate to its enrollment and checks that the
 // message's UDID is the one the certificate was bound to.
 func (s *Service) resolve(ctx context.Context, cert *x509.Certificate, udid string) (*mdmd.AppleEnrollment, error) {

@@ -61,7 +61,12 @@ CREATE TABLE compliance_actions (
 );
 CREATE INDEX compliance_actions_state ON compliance_actions (state, created_at);
 
+-- A relying party's API token names the audience of the compliance
+-- tokens it may get.
+ALTER TABLE api_tokens ADD COLUMN audience TEXT NOT NULL DEFAULT '';
+
 -- +goose Down
+ALTER TABLE api_tokens DROP COLUMN audience;
 DROP TABLE compliance_actions;
 DROP TABLE compliance_dirty;
 DROP TABLE device_threats;

@@ -1,0 +1,483 @@
+package ssf
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/web"
+)
+
+// RegisterAPI adds the stream management API (SSF §8) and the poll
+// endpoint (RFC 8936) under /api/v1, for callers with PermSSFStreams,
+// and an administrator's view of every stream (PermSettingsManage).
+func (t *Transmitter) RegisterAPI(reg web.Registrar) {
+	perm := mdmd.PermSSFStreams
+	reg.Handle("GET", StreamsPath, perm, t.readStreams)
+	reg.HandleJSON("POST", StreamsPath, perm, func(w http.ResponseWriter, r *http.Request) error { return t.createStream(reg, w, r) })
+	reg.HandleJSON("PATCH", StreamsPath, perm, func(w http.ResponseWriter, r *http.Request) error {
+		return t.changeStream(reg, w, r, modeUpdate)
+	})
+	reg.HandleJSON("PUT", StreamsPath, perm, func(w http.ResponseWriter, r *http.Request) error {
+		return t.changeStream(reg, w, r, modeReplace)
+	})
+	reg.Handle("DELETE", StreamsPath, perm, func(w http.ResponseWriter, r *http.Request) error {
+		id := r.URL.Query().Get("stream_id")
+		if id == "" {
+			return mdmd.FieldError("stream_id", "required")
+		}
+		if err := t.st.DeleteSSFStream(r.Context(), owner(r), id); err != nil {
+			return err
+		}
+		reg.Audit(r, "ssf.stream.delete", "ssf_stream", id, mdmd.OutcomeSuccess, "", nil)
+		noContent(w)
+		return nil
+	})
+	reg.Handle("GET", StatusPath, perm, t.readStatus)
+	reg.HandleJSON("POST", StatusPath, perm, func(w http.ResponseWriter, r *http.Request) error { return t.updateStatus(reg, w, r) })
+	reg.HandleJSON("POST", AddSubjectPath, perm, func(w http.ResponseWriter, r *http.Request) error { return t.changeSubject(reg, w, r, true) })
+	reg.HandleJSON("POST", RemoveSubjectPath, perm, func(w http.ResponseWriter, r *http.Request) error {
+		return t.changeSubject(reg, w, r, false)
+	})
+	reg.HandleJSON("POST", VerifyPath, perm, t.verify)
+	reg.HandleJSON("POST", PollPath, perm, t.poll)
+
+	// Administrators see every receiver's streams and may pause or disable
+	// one; the receiver hears of it through a stream-updated event.
+	reg.Handle("GET", "/ssf/admin/streams", mdmd.PermSettingsManage, t.adminList)
+	reg.HandleJSON("POST", "/ssf/admin/streams/{id}/status", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
+		return t.adminStatus(reg, w, r)
+	})
+	// A stream outlives its token; an administrator removes the streams
+	// of a receiver whose token was revoked.
+	reg.Handle("DELETE", "/ssf/admin/streams/{id}", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
+		id := chi.URLParam(r, "id")
+		if err := t.st.DeleteSSFStream(r.Context(), "", id); err != nil {
+			return err
+		}
+		reg.Audit(r, "ssf.stream.delete", "ssf_stream", id, mdmd.OutcomeSuccess, "", map[string]string{"by": "administrator"})
+		noContent(w)
+		return nil
+	})
+}
+
+func owner(r *http.Request) string {
+	if p := web.PrincipalFrom(r.Context()); p != nil {
+		return p.ID
+	}
+	return "\x00nobody"
+}
+
+func noContent(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (t *Transmitter) readStreams(w http.ResponseWriter, r *http.Request) error {
+	if id := r.URL.Query().Get("stream_id"); id != "" {
+		st, err := t.st.GetSSFStream(r.Context(), owner(r), id)
+		if err != nil {
+			return err
+		}
+		c, err := t.config(st)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, c)
+		return nil
+	}
+	streams, err := t.st.ListSSFStreams(r.Context(), owner(r))
+	if err != nil {
+		return err
+	}
+	out := []StreamConfig{}
+	for i := range streams {
+		c, err := t.config(&streams[i])
+		if err != nil {
+			return err
+		}
+		out = append(out, c)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (t *Transmitter) createStream(reg web.Registrar, w http.ResponseWriter, r *http.Request) error {
+	m, err := members(r)
+	if err != nil {
+		return err
+	}
+	p := web.PrincipalFrom(r.Context())
+	st := &mdmd.SSFStream{ID: randHex(16), OwnerID: owner(r), Status: mdmd.SSFStatusEnabled}
+	if p != nil {
+		st.OwnerName = p.Name
+	}
+	// The stream's audience, unless the receiver names one: the receiver
+	// as this transmitter knows it, its token.
+	st.Aud, _ = json.Marshal("urn:mdmd:ssf:receiver:" + st.OwnerID)
+	if _, err := t.apply(st, m, modeCreate); err != nil {
+		return err
+	}
+	if err := t.st.CreateSSFStream(r.Context(), st, t.opt.MaxStreamsPerReceiver); err != nil {
+		return err
+	}
+	c, err := t.config(st)
+	if err != nil {
+		return err
+	}
+	reg.Audit(r, "ssf.stream.create", "ssf_stream", st.ID, mdmd.OutcomeSuccess, "", map[string]any{
+		"delivery": st.DeliveryMethod, "endpoint_url": redactURL(st.EndpointURL), "events": c.EventsDelivered})
+	writeJSON(w, http.StatusCreated, c)
+	return nil
+}
+
+func (t *Transmitter) changeStream(reg web.Registrar, w http.ResponseWriter, r *http.Request, mode configMode) error {
+	m, err := members(r)
+	if err != nil {
+		return err
+	}
+	id, ok, err := str(m, "stream_id")
+	if err != nil {
+		return err
+	}
+	if !ok || id == "" {
+		return mdmd.FieldError("stream_id", "required")
+	}
+	st, err := t.st.GetSSFStream(r.Context(), owner(r), id)
+	if err != nil {
+		return err
+	}
+	clear, err := t.apply(st, m, mode)
+	if err != nil {
+		return err
+	}
+	if err := t.st.UpdateSSFStream(r.Context(), st, clear); err != nil {
+		return err
+	}
+	c, err := t.config(st)
+	if err != nil {
+		return err
+	}
+	action := "ssf.stream.update"
+	if mode == modeReplace {
+		action = "ssf.stream.replace"
+	}
+	reg.Audit(r, action, "ssf_stream", st.ID, mdmd.OutcomeSuccess, "", map[string]any{
+		"delivery": st.DeliveryMethod, "endpoint_url": redactURL(st.EndpointURL), "events": c.EventsDelivered})
+	t.Wake()
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (t *Transmitter) readStatus(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("stream_id")
+	if id == "" {
+		return mdmd.FieldError("stream_id", "required")
+	}
+	st, err := t.st.GetSSFStream(r.Context(), owner(r), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, StreamStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
+	return nil
+}
+
+func statusInput(r *http.Request) (id, status, reason string, err error) {
+	m, err := members(r)
+	if err != nil {
+		return "", "", "", err
+	}
+	id, ok, err := str(m, "stream_id")
+	if err == nil && (!ok || id == "") {
+		err = mdmd.FieldError("stream_id", "required")
+	}
+	if err != nil {
+		return "", "", "", err
+	}
+	status, ok, err = str(m, "status")
+	if err == nil && !ok {
+		err = mdmd.FieldError("status", "required")
+	}
+	if err != nil {
+		return "", "", "", err
+	}
+	reason, _, err = str(m, "reason")
+	return id, status, reason, err
+}
+
+// updateStatus is a receiver changing its own stream's status: no
+// stream-updated event (SSF sends one when the transmitter decides).
+func (t *Transmitter) updateStatus(reg web.Registrar, w http.ResponseWriter, r *http.Request) error {
+	id, status, reason, err := statusInput(r)
+	if err != nil {
+		return err
+	}
+	st, err := t.st.SetSSFStreamStatus(r.Context(), owner(r), id, status, reason, nil)
+	if err != nil {
+		return err
+	}
+	reg.Audit(r, "ssf.stream.status", "ssf_stream", id, mdmd.OutcomeSuccess, reason, map[string]string{"status": status})
+	t.Wake()
+	writeJSON(w, http.StatusOK, StreamStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
+	return nil
+}
+
+func (t *Transmitter) changeSubject(reg web.Registrar, w http.ResponseWriter, r *http.Request, add bool) error {
+	m, err := members(r)
+	if err != nil {
+		return err
+	}
+	id, ok, err := str(m, "stream_id")
+	if err != nil {
+		return err
+	}
+	if !ok || id == "" {
+		return mdmd.FieldError("stream_id", "required")
+	}
+	raw, ok := m["subject"]
+	if !ok || isNull(raw) {
+		return mdmd.FieldError("subject", "required")
+	}
+	if v, ok := m["verified"]; ok && !isNull(v) {
+		var b bool
+		if json.Unmarshal(v, &b) != nil {
+			return mdmd.FieldError("verified", "must be a boolean")
+		}
+	}
+	device, user, err := t.subjectKeys(raw)
+	if err != nil {
+		return err
+	}
+	compact, _ := json.Marshal(json.RawMessage(raw))
+	sub := &mdmd.SSFSubject{StreamID: id, DeviceKey: device, UserKey: user, Subject: compact}
+	action := "ssf.subject.add"
+	if add {
+		err = t.st.AddSSFSubject(r.Context(), owner(r), sub)
+	} else {
+		action = "ssf.subject.remove"
+		err = t.st.RemoveSSFSubject(r.Context(), owner(r), sub)
+	}
+	if err != nil {
+		return err
+	}
+	reg.Audit(r, action, "ssf_stream", id, mdmd.OutcomeSuccess, "", map[string]string{"device": device, "user": user})
+	if add {
+		// SSF §8.1.3.2: an empty 200.
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	noContent(w)
+	return nil
+}
+
+func (t *Transmitter) verify(w http.ResponseWriter, r *http.Request) error {
+	m, err := members(r)
+	if err != nil {
+		return err
+	}
+	id, ok, err := str(m, "stream_id")
+	if err != nil {
+		return err
+	}
+	if !ok || id == "" {
+		return mdmd.FieldError("stream_id", "required")
+	}
+	state, _, err := str(m, "state")
+	if err != nil {
+		return err
+	}
+	if len(state) > 1000 {
+		return mdmd.FieldError("state", "at most 1000 characters")
+	}
+	st, err := t.st.GetSSFStream(r.Context(), owner(r), id)
+	if err != nil {
+		return err
+	}
+	if st.Status == mdmd.SSFStatusDisabled {
+		return mdmd.Errorf(mdmd.EInvalid, "stream %s is disabled: enable it to verify it", id)
+	}
+	event := map[string]string{}
+	if state != "" {
+		event["state"] = state
+	}
+	set, err := t.controlSET(st, EventVerification, event)
+	if err != nil {
+		return err
+	}
+	// A verification is held like any event while the stream is paused.
+	set.Control = false
+	if err := t.st.RequestSSFVerification(r.Context(), owner(r), id, t.opt.MinVerificationInterval, set); err != nil {
+		if mdmd.IsCode(err, mdmd.ERateLimited) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(t.opt.MinVerificationInterval.Seconds())))
+		}
+		return err
+	}
+	t.Wake()
+	noContent(w)
+	return nil
+}
+
+// pollRequest is an RFC 8936 §2.2 poll request.
+type pollRequest struct {
+	MaxEvents         *int                `json:"maxEvents"`
+	ReturnImmediately bool                `json:"returnImmediately"`
+	Ack               []string            `json:"ack"`
+	SetErrs           map[string]setError `json:"setErrs"`
+}
+
+type setError struct {
+	Err         string `json:"err"`
+	Description string `json:"description"`
+}
+
+// pollResponse is an RFC 8936 §2.3 poll response.
+type pollResponse struct {
+	Sets          map[string]string `json:"sets"`
+	MoreAvailable bool              `json:"moreAvailable"`
+}
+
+func (t *Transmitter) poll(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	id := chi.URLParam(r, "stream_id")
+	st, err := t.st.GetSSFStream(ctx, owner(r), id)
+	if err != nil {
+		return err
+	}
+	if st.DeliveryMethod != mdmd.SSFDeliveryPoll {
+		return mdmd.Errorf(mdmd.EInvalid, "stream %s uses push delivery", id)
+	}
+	// All members of a poll request are optional; so, here, is the body.
+	m, err := membersOr(r, true)
+	if err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(m)
+	var in pollRequest
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return mdmd.Errorf(mdmd.EInvalid, "malformed poll request: %v", err)
+	}
+	max := t.opt.PollMaxEvents
+	if in.MaxEvents != nil {
+		if *in.MaxEvents < 0 {
+			return mdmd.FieldError("maxEvents", "must not be negative")
+		}
+		max = min(*in.MaxEvents, t.opt.PollMaxEvents)
+	}
+	if len(in.Ack) > 10000 || len(in.SetErrs) > 10000 {
+		return mdmd.Errorf(mdmd.EInvalid, "at most 10000 acknowledgements and errors per poll")
+	}
+	errs := map[string]string{}
+	for jti, e := range in.SetErrs {
+		errs[jti] = e.Err + ": " + e.Description
+		t.log.Warn("receiver reported a bad SET", "stream_id", id, "jti", jti, "err", e.Err, "description", e.Description)
+	}
+	// Long poll: ask the database again until a SET is due or the wait
+	// ends, so that any replica's fan-out wakes any replica's poll.
+	deadline := time.Now().Add(t.opt.PollMaxWait)
+	acks := in.Ack
+	var sets []mdmd.SSFSet
+	var more bool
+	for {
+		sets, more, err = t.st.PollSSFSets(ctx, id, acks, errs, max, t.opt.PollAckTimeout)
+		if err != nil {
+			return err
+		}
+		acks, errs = nil, nil
+		if len(sets) > 0 || in.ReturnImmediately || max == 0 || !time.Now().Before(deadline) {
+			break
+		}
+		if !sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	out := pollResponse{Sets: map[string]string{}, MoreAvailable: more}
+	for _, s := range sets {
+		token, err := t.opt.Keys.Sign(ctx, TypSET, json.RawMessage(s.Claims))
+		if err != nil {
+			return err
+		}
+		out.Sets[s.JTI] = token
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+func (t *Transmitter) adminList(w http.ResponseWriter, r *http.Request) error {
+	streams, err := t.st.ListSSFStreams(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	if streams == nil {
+		streams = []mdmd.SSFStream{}
+	}
+	web.WriteJSON(w, http.StatusOK, map[string]any{"items": streams})
+	return nil
+}
+
+// adminStatus is the transmitter changing a stream's status: the
+// receiver gets a stream-updated event first (it is delivered even to a
+// stream that is being paused or disabled).
+func (t *Transmitter) adminStatus(reg web.Registrar, w http.ResponseWriter, r *http.Request) error {
+	m, err := members(r)
+	if err != nil {
+		return err
+	}
+	status, ok, err := str(m, "status")
+	if err == nil && !ok {
+		err = mdmd.FieldError("status", "required")
+	}
+	if err != nil {
+		return err
+	}
+	reason, _, err := str(m, "reason")
+	if err != nil {
+		return err
+	}
+	id := chi.URLParam(r, "id")
+	st, err := t.st.GetSSFStream(r.Context(), "", id)
+	if err != nil {
+		return err
+	}
+	event := map[string]string{"status": status}
+	if reason != "" {
+		event["reason"] = reason
+	}
+	set, err := t.controlSET(st, EventStreamUpdated, event)
+	if err != nil {
+		return err
+	}
+	if st, err = t.st.SetSSFStreamStatus(r.Context(), "", id, status, reason, set); err != nil {
+		return err
+	}
+	reg.Audit(r, "ssf.stream.status", "ssf_stream", id, mdmd.OutcomeSuccess, reason, map[string]string{"status": status, "by": "transmitter"})
+	t.Wake()
+	web.WriteJSON(w, http.StatusOK, st)
+	return nil
+}
