@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -40,8 +41,21 @@ func testComplianceAPI(t *testing.T, dbURL string) {
 	var strict mdmd.CompliancePolicy
 	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "ios strict", "platform": "ios",
 		"rules": map[string]any{"min_os_version": "17.5", "require_passcode": true}}).json(t, &strict)
+	var baseline mdmd.CompliancePolicy
 	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "baseline", "is_default": true,
-		"rules": map[string]any{"min_os_version": "16"}})
+		"rules": map[string]any{"min_os_version": "16"}}).json(t, &baseline)
+	// A policy that may apply to Android gets the 90-day patch age by
+	// default; an iOS-only one does not (iOS has no patch level).
+	var got struct {
+		MaxPatchAgeDays int `json:"max_patch_age_days"`
+	}
+	if err := json.Unmarshal(baseline.Rules, &got); err != nil || got.MaxPatchAgeDays != 90 {
+		t.Fatalf("default patch age: %s", baseline.Rules)
+	}
+	got.MaxPatchAgeDays = -1
+	if err := json.Unmarshal(strict.Rules, &got); err != nil || got.MaxPatchAgeDays != -1 {
+		t.Fatalf("iOS policy patch age: %s", strict.Rules)
+	}
 	if r := f.do("PUT", "/api/v1/compliance/policies/"+strict.ID, f.Token, map[string]any{"name": "x", "platform": "android",
 		"rules": map[string]any{}}); r.Status != 400 {
 		t.Fatalf("platform change: %d", r.Status)

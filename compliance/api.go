@@ -57,15 +57,28 @@ func (a API) policyChanged(r *http.Request) {
 }
 
 type policyInput struct {
-	Name      string        `json:"name"`
-	Platform  mdmd.Platform `json:"platform"`
-	IsDefault bool          `json:"is_default"`
-	Rules     Policy        `json:"rules"`
+	Name      string          `json:"name"`
+	Platform  mdmd.Platform   `json:"platform"`
+	IsDefault bool            `json:"is_default"`
+	Rules     json.RawMessage `json:"rules"`
 }
 
 // stored validates the input's rules and turns it into a stored policy.
+// A policy that applies to Android and does not mention
+// max_patch_age_days gets the default of 90 days; 0 switches it off.
 func (in *policyInput) stored() (*mdmd.CompliancePolicy, error) {
-	rules := in.Rules
+	if len(in.Rules) == 0 {
+		in.Rules = json.RawMessage("{}")
+	}
+	var rules Policy
+	if err := web.DecodeJSONBytes(in.Rules, &rules); err != nil {
+		return nil, mdmd.FieldError("rules", "%v", err)
+	}
+	var given map[string]json.RawMessage
+	_ = json.Unmarshal(in.Rules, &given)
+	if _, ok := given["max_patch_age_days"]; !ok && in.Platform != mdmd.PlatformIOS {
+		rules.MaxPatchAgeDays = DefaultPatchAgeDays
+	}
 	rules.ID, rules.Name, rules.Platform = "", "", in.Platform
 	if err := rules.Validate(); err != nil {
 		return nil, err

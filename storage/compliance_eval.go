@@ -93,55 +93,81 @@ func (s *Store) ComplianceInputs(ctx context.Context, ids []string) ([]mdmd.Comp
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	var devices []mdmd.Device
-	if err := s.table(ctx, "devices").Where("id IN ?", ids).Find(&devices).Error; err != nil {
-		return nil, dbErr(err, "devices")
-	}
-	byID := make(map[string]*mdmd.ComplianceInput, len(devices))
-	for i := range devices {
-		byID[devices[i].ID] = &mdmd.ComplianceInput{Device: devices[i]}
-	}
-	var postures []mdmd.Posture
-	if err := s.table(ctx, "device_postures").Where("device_id IN ?", ids).Find(&postures).Error; err != nil {
-		return nil, dbErr(err, "postures")
-	}
-	for i := range postures {
-		if in := byID[postures[i].DeviceID]; in != nil {
-			in.Posture = &postures[i]
+	// The rows are scanned by hand: a sweep reads the whole fleet, and
+	// gorm's reflection cost more than the evaluation.
+	byID := make(map[string]*mdmd.ComplianceInput, len(ids))
+	err := s.scanRows(ctx, func(scan func(...any) error) error {
+		in := &mdmd.ComplianceInput{}
+		d := &in.Device
+		if err := scan(&d.ID, &d.Platform, &d.Name, &d.SerialNumber, &d.OwnerUser, &d.Ownership, &d.EnrollmentState,
+			&d.OSVersion, &d.LastSeenAt); err != nil {
+			return err
 		}
-	}
-	for _, in := range byID {
-		if in.Device.Platform == mdmd.PlatformIOS {
+		if d.Platform == mdmd.PlatformIOS {
 			in.Profiles = []string{}
 		}
+		byID[d.ID] = in
+		return nil
+	}, `SELECT id, platform, name, serial_number, owner_user, ownership, enrollment_state, os_version, last_seen_at
+FROM devices WHERE id IN ?`, ids)
+	if err != nil {
+		return nil, dbErr(err, "devices")
 	}
-	var installed []struct{ DeviceID, Identifier string }
-	if err := s.table(ctx, "device_profiles").Select("device_id, identifier").
-		Where("device_id IN ? AND state = ?", ids, "installed").Order("identifier").Scan(&installed).Error; err != nil {
+	err = s.scanRows(ctx, func(scan func(...any) error) error {
+		var p mdmd.Posture
+		if err := scan(&p.DeviceID, &p.OSVersion, &p.BuildVersion, &p.SecurityPatch, &p.PasscodePresent, &p.PasscodeCompliant,
+			&p.Encrypted, &p.Supervised, &p.ActivationLock, &p.Compromised, &p.Details, &p.ObservedAt, &p.UpdatedAt); err != nil {
+			return err
+		}
+		if in := byID[p.DeviceID]; in != nil {
+			in.Posture = &p
+		}
+		return nil
+	}, `SELECT device_id, os_version, build_version, security_patch, passcode_present, passcode_compliant,
+    encrypted, supervised, activation_lock, compromised, details, observed_at, updated_at
+FROM device_postures WHERE device_id IN ?`, ids)
+	if err != nil {
+		return nil, dbErr(err, "postures")
+	}
+	err = s.scanRows(ctx, func(scan func(...any) error) error {
+		var id, identifier string
+		if err := scan(&id, &identifier); err != nil {
+			return err
+		}
+		if in := byID[id]; in != nil && in.Profiles != nil {
+			in.Profiles = append(in.Profiles, identifier)
+		}
+		return nil
+	}, "SELECT device_id, identifier FROM device_profiles WHERE device_id IN ? AND state = 'installed' ORDER BY identifier", ids)
+	if err != nil {
 		return nil, dbErr(err, "device profiles")
 	}
-	for _, p := range installed {
-		if in := byID[p.DeviceID]; in != nil && in.Profiles != nil {
-			in.Profiles = append(in.Profiles, p.Identifier)
+	err = s.scanRows(ctx, func(scan func(...any) error) error {
+		var t mdmd.DeviceThreat
+		if err := scan(&t.DeviceID, &t.Level, &t.Compromised, &t.Source, &t.Details, &t.ReportedBy, &t.ReportedAt, &t.HeartbeatAt); err != nil {
+			return err
 		}
-	}
-	var threats []mdmd.DeviceThreat
-	if err := s.table(ctx, "device_threats").Where("device_id IN ?", ids).Find(&threats).Error; err != nil {
+		if in := byID[t.DeviceID]; in != nil {
+			in.Threat = &t
+		}
+		return nil
+	}, `SELECT device_id, level, compromised, source, details, reported_by, reported_at, heartbeat_at
+FROM device_threats WHERE device_id IN ?`, ids)
+	if err != nil {
 		return nil, dbErr(err, "threats")
 	}
-	for i := range threats {
-		if in := byID[threats[i].DeviceID]; in != nil {
-			in.Threat = &threats[i]
+	err = s.scanRows(ctx, func(scan func(...any) error) error {
+		var c mdmd.DeviceCompliance
+		if err := scanCompliance(scan, &c); err != nil {
+			return err
 		}
-	}
-	var states []mdmd.DeviceCompliance
-	if err := s.table(ctx, "device_compliance").Where("device_id IN ?", ids).Find(&states).Error; err != nil {
+		if in := byID[c.DeviceID]; in != nil {
+			in.Current = &c
+		}
+		return nil
+	}, complianceColumns+" FROM device_compliance WHERE device_id IN ?", ids)
+	if err != nil {
 		return nil, dbErr(err, "compliance states")
-	}
-	for i := range states {
-		if in := byID[states[i].DeviceID]; in != nil {
-			in.Current = &states[i]
-		}
 	}
 	if err := s.choosePolicies(ctx, ids, byID); err != nil {
 		return nil, err
@@ -154,6 +180,12 @@ func (s *Store) ComplianceInputs(ctx context.Context, ids []string) ([]mdmd.Comp
 		}
 	}
 	return out, nil
+}
+
+const complianceColumns = `SELECT device_id, state, policy_id, reason, rules, failing_since, grace_ends_at, evaluated_at, changed_at`
+
+func scanCompliance(scan func(...any) error, c *mdmd.DeviceCompliance) error {
+	return scan(&c.DeviceID, &c.State, &c.PolicyID, &c.Reason, &c.Rules, &c.FailingSince, &c.GraceEndsAt, &c.EvaluatedAt, &c.ChangedAt)
 }
 
 // choosePolicies sets each device's policy: the one assigned to its groups
@@ -258,45 +290,69 @@ func (s *Store) RecordCompliances(ctx context.Context, rows []*mdmd.DeviceCompli
 	err := s.Tx(ctx, func(tx *Store) error {
 		now := tx.Now()
 		stored = stored[:0]
-		// Writers take turns per device: on PostgreSQL by locking the
-		// devices' rows in one order (a device with no state yet has no
-		// state row to lock); SQLite has one writer at a time.
+		// Writers take turns per device. On PostgreSQL each locks the
+		// device's state row, or, for a device without one yet, the
+		// device's row (then the state row a rival may have inserted
+		// meanwhile). Locks are taken state rows first, each kind in ID
+		// order, so writers cannot deadlock. A sweep's touches lock only
+		// the rows they update anyway. SQLite has one writer at a time.
 		lock := ""
 		if tx.dialect == migrations.Postgres {
 			lock = " FOR NO KEY UPDATE"
 		}
-		// Both reads scan by hand: in a sweep of the whole fleet, gorm's
+		// The reads scan by hand: in a sweep of the whole fleet, gorm's
 		// reflection here cost as much as the evaluation itself.
-		devByID := make(map[string]*mdmd.Device, len(ids))
-		err := tx.scanRows(ctx, func(scan func(...any) error) error {
-			var d mdmd.Device
-			if err := scan(&d.ID, &d.Platform, &d.Name, &d.SerialNumber, &d.OwnerUser); err != nil {
-				return err
-			}
-			devByID[d.ID] = &d
-			return nil
-		}, "SELECT id, platform, name, serial_number, owner_user FROM devices WHERE id IN ? ORDER BY id"+lock, ids)
-		if err != nil {
-			return dbErr(err, "devices")
-		}
 		curByID := make(map[string]*mdmd.DeviceCompliance, len(ids))
-		err = tx.scanRows(ctx, func(scan func(...any) error) error {
-			var c mdmd.DeviceCompliance
-			if err := scan(&c.DeviceID, &c.State, &c.PolicyID, &c.Reason, &c.Rules, &c.FailingSince, &c.GraceEndsAt,
-				&c.EvaluatedAt, &c.ChangedAt); err != nil {
-				return err
-			}
-			curByID[c.DeviceID] = &c
-			return nil
-		}, `SELECT device_id, state, policy_id, reason, rules, failing_since, grace_ends_at, evaluated_at, changed_at
-FROM device_compliance WHERE device_id IN ?`, ids)
-		if err != nil {
+		readStates := func(ids []string) error {
+			return tx.scanRows(ctx, func(scan func(...any) error) error {
+				var c mdmd.DeviceCompliance
+				if err := scanCompliance(scan, &c); err != nil {
+					return err
+				}
+				curByID[c.DeviceID] = &c
+				return nil
+			}, complianceColumns+" FROM device_compliance WHERE device_id IN ? ORDER BY device_id"+lock, ids)
+		}
+		if err := readStates(ids); err != nil {
 			return dbErr(err, "compliance states")
 		}
+		devByID := make(map[string]*mdmd.Device, len(ids))
+		readDevices := func(ids []string, lock string) error {
+			if len(ids) == 0 {
+				return nil
+			}
+			return tx.scanRows(ctx, func(scan func(...any) error) error {
+				var d mdmd.Device
+				if err := scan(&d.ID, &d.Platform, &d.Name, &d.SerialNumber, &d.OwnerUser); err != nil {
+					return err
+				}
+				devByID[d.ID] = &d
+				return nil
+			}, "SELECT id, platform, name, serial_number, owner_user FROM devices WHERE id IN ? ORDER BY id"+lock, ids)
+		}
+		var fresh []string
+		for _, id := range ids {
+			if curByID[id] == nil {
+				fresh = append(fresh, id)
+			}
+		}
+		if len(fresh) > 0 {
+			if err := readDevices(fresh, lock); err != nil {
+				return dbErr(err, "devices")
+			}
+			if err := readStates(fresh); err != nil {
+				return dbErr(err, "compliance states")
+			}
+		}
+		// A state row means the device exists (deleting a device deletes
+		// its state); the devices of changes are read below.
+		exists := func(id string) bool { return curByID[id] != nil || devByID[id] != nil }
 		var writes []*mdmd.DeviceCompliance
 		touch := map[time.Time][]string{}
 		var changes []mdmd.ComplianceChange
 		var events []mdmd.Event
+		var changed []int // indexes into rows
+		written := make([]*mdmd.DeviceCompliance, len(rows))
 		for i, c := range rows {
 			out[i] = mdmd.ComplianceRecorded{}
 			row := *c
@@ -308,8 +364,7 @@ FROM device_compliance WHERE device_id IN ?`, ids)
 				row.EvaluatedAt = now
 			}
 			row.FailingSince, row.GraceEndsAt = utcPtr(row.FailingSince), utcPtr(row.GraceEndsAt)
-			d := devByID[row.DeviceID]
-			if d == nil {
+			if !exists(row.DeviceID) {
 				out[i].Stale = true
 				continue
 			}
@@ -332,17 +387,37 @@ FROM device_compliance WHERE device_id IN ?`, ids)
 			}
 			if out[i].Changed {
 				row.ChangedAt = now
-				changes = append(changes, mdmd.ComplianceChange{DeviceID: row.DeviceID, FromState: out[i].Previous, ToState: row.State,
-					PolicyID: row.PolicyID, Reason: row.Reason, Rules: row.Rules, Cause: cause, At: now})
-				ev, err := newEvent(mdmd.EventComplianceChanged, row.DeviceID, now, mdmd.ComplianceChangedData{
-					EventDevice: mdmd.NewEventDevice(d), PreviousState: out[i].Previous, CurrentState: row.State,
-					PolicyID: row.PolicyID, Reason: row.Reason, FailedRules: failedRules(row.Rules), Cause: cause, EvaluatedAt: row.EvaluatedAt})
-				if err != nil {
-					return err
-				}
-				events = append(events, ev)
+				changed = append(changed, i)
 			}
 			writes = append(writes, &row)
+			written[i] = &row
+		}
+		// The changes go to the feed and the event log with the device's
+		// identity.
+		var need []string
+		for _, i := range changed {
+			if devByID[rows[i].DeviceID] == nil {
+				need = append(need, rows[i].DeviceID)
+			}
+		}
+		if err := readDevices(need, ""); err != nil {
+			return dbErr(err, "devices")
+		}
+		for _, i := range changed {
+			row := written[i]
+			d := devByID[row.DeviceID]
+			if d == nil {
+				return mdmd.Errorf(mdmd.EConflict, "device %s was deleted while it was evaluated", row.DeviceID)
+			}
+			changes = append(changes, mdmd.ComplianceChange{DeviceID: row.DeviceID, FromState: out[i].Previous, ToState: row.State,
+				PolicyID: row.PolicyID, Reason: row.Reason, Rules: row.Rules, Cause: cause, At: now})
+			ev, err := newEvent(mdmd.EventComplianceChanged, row.DeviceID, now, mdmd.ComplianceChangedData{
+				EventDevice: mdmd.NewEventDevice(d), PreviousState: out[i].Previous, CurrentState: row.State,
+				PolicyID: row.PolicyID, Reason: row.Reason, FailedRules: failedRules(row.Rules), Cause: cause, EvaluatedAt: row.EvaluatedAt})
+			if err != nil {
+				return err
+			}
+			events = append(events, ev)
 		}
 		if len(writes) > 0 {
 			if err := tx.table(ctx, "device_compliance").Clauses(clause.OnConflict{UpdateAll: true}).CreateInBatches(writes, 500).Error; err != nil {
