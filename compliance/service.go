@@ -200,7 +200,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	if err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
 		return 0, err
 	}
-	const parallel = 2
+	const parallel = 3
 	n := 0
 	for {
 		ids, err := s.st.DeviceIDsAfter(ctx, after, parallel*s.batch)

@@ -244,10 +244,10 @@ func TestSweep(t *testing.T) {
 			defer cancel()
 			cut := compliance.NewService(cancelAfterSave{st, cancel}, slog.New(slog.NewTextHandler(io.Discard, nil)), now)
 			cut.SetBatchSize(100)
-			if n, err := cut.Sweep(short); err == nil || n != 200 { // two batches at a time
+			if n, err := cut.Sweep(short); err == nil || n != 300 { // three batches at a time
 				t.Fatalf("cancelled sweep: %d, %v", n, err)
 			}
-			if n, err := svc.Sweep(ctx); err != nil || n != 250 {
+			if n, err := svc.Sweep(ctx); err != nil || n != 150 {
 				t.Fatalf("sweep after a cancelled one: %d, %v", n, err)
 			}
 			if n, err := svc.Sweep(ctx); err != nil || n != 450 {

@@ -276,8 +276,6 @@ func (s *Store) RecordCompliances(ctx context.Context, rows []*mdmd.DeviceCompli
 			return nil, mdmd.FieldError("device_id", "required")
 		case !slices.Contains(mdmd.ComplianceStates, c.State):
 			return nil, mdmd.FieldError("state", "unknown compliance state %q", c.State)
-		case len(c.Rules) > 0 && !json.Valid(c.Rules):
-			return nil, mdmd.FieldError("rules", "not JSON")
 		}
 		ids[i] = c.DeviceID
 	}
@@ -384,6 +382,11 @@ func (s *Store) RecordCompliances(ctx context.Context, rows []*mdmd.DeviceCompli
 				}
 			} else {
 				out[i].Changed = true
+			}
+			// Rules are checked only when written: rules equal to the
+			// stored ones (most of a sweep) were checked when stored.
+			if !json.Valid(row.Rules) {
+				return mdmd.FieldError("rules", "not JSON")
 			}
 			if out[i].Changed {
 				row.ChangedAt = now
