@@ -190,9 +190,9 @@ const SweepJob = "compliance.sweep"
 // sweepCursor is the setting that holds the last device a sweep reached.
 const sweepCursor = "compliance.sweep.cursor"
 
-// Sweep evaluates every device in batches, in ID order, two batches at a
-// time (one reads while the other writes). The position is saved after
-// every pair: a sweep cut short (ctx ended, a crash) is carried on by the
+// Sweep evaluates every device in batches, in ID order, three batches at
+// a time (so that reading, evaluating and writing overlap on the database
+// and in Go). The position is saved after every round: a sweep cut short (ctx ended, a crash) is carried on by the
 // next one from where it stopped. It returns how many devices it
 // evaluated.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
