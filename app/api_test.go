@@ -353,6 +353,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"POST /api/v1/mtd/devices/{id}/heartbeat":                    {dev, nil},
 		"POST /api/v1/mtd/heartbeat":                                 {none, map[string]any{"device_ids": []string{f.ios.ID}}},
 		"GET /api/v1/devices/{id}/threat":                            {dev, nil},
+		"DELETE /api/v1/devices/{id}/threat":                         {dev, nil},
 		"GET /api/v1/compliance/actions":                             {none, nil},
 		"POST /api/v1/compliance/actions/{id}/approve":               {func(mdmd.Role) string { return "unknown" }, map[string]any{}},
 		"POST /api/v1/compliance/actions/{id}/reject":                {func(mdmd.Role) string { return "unknown" }, map[string]any{"reason": "no"}},

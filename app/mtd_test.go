@@ -103,4 +103,17 @@ func testMTDPartnerAPI(t *testing.T, dbURL string) {
 	if r := f.do("POST", "/api/v1/mtd/heartbeat", partner, map[string]any{"device_ids": []string{f.ios.ID, f.android.ID}}); r.Status != 404 {
 		t.Errorf("heartbeat naming a device without a report: %d", r.Status)
 	}
+
+	// A second partner can neither overwrite the first one's verdict nor
+	// keep it fresh, until an admin releases the device.
+	var second struct{ Secret string }
+	f.mustDo(201, "POST", "/api/v1/tokens", f.Token, map[string]any{"name": "other-mtd", "role": mdmd.RoleMTDPartner}).json(t, &second)
+	if r := f.do("PUT", dev+"/threat", second.Secret, map[string]any{"level": "secured", "source": "Acme MTD"}); r.Status != 409 {
+		t.Errorf("another partner overwriting: %d", r.Status)
+	}
+	if r := f.do("POST", dev+"/heartbeat", second.Secret, nil); r.Status != 404 {
+		t.Errorf("another partner's heartbeat: %d", r.Status)
+	}
+	f.mustDo(204, "DELETE", "/api/v1/devices/"+f.ios.ID+"/threat", f.Token, nil)
+	f.mustDo(200, "PUT", dev+"/threat", second.Secret, map[string]any{"level": "secured", "source": "Other MTD"})
 }

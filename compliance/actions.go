@@ -26,6 +26,8 @@ type ActionStore interface {
 	GetComplianceAction(ctx context.Context, id string) (*mdmd.ComplianceAction, error)
 	ListComplianceActions(ctx context.Context, state, deviceID string, limit int) ([]mdmd.ComplianceAction, error)
 	StaleComplianceActions(ctx context.Context, before time.Time) (running, ended []mdmd.ComplianceAction, err error)
+	ReclaimComplianceAction(ctx context.Context, id string, before time.Time) (bool, error)
+	ApproveComplianceAction(ctx context.Context, id, by string) (*mdmd.ComplianceAction, error)
 	GetCompliancePolicy(ctx context.Context, id string) (*mdmd.CompliancePolicy, error)
 }
 
@@ -187,11 +189,20 @@ func (a *Actions) execute(ctx context.Context, row *mdmd.ComplianceAction, appro
 // tidy restarts actions whose scheduler stopped midway and cancels
 // approvals whose episode ended.
 func (a *Actions) tidy(ctx context.Context, now time.Time) error {
-	running, ended, err := a.Store.StaleComplianceActions(ctx, now.Add(-10*time.Minute))
+	before := now.Add(-10 * time.Minute)
+	running, ended, err := a.Store.StaleComplianceActions(ctx, before)
 	if err != nil {
 		return err
 	}
 	for i := range running {
+		// Of schedulers that overlap, only the one that reclaims it acts.
+		ok, err := a.Store.ReclaimComplianceAction(ctx, running[i].ID, before)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
 		if err := a.execute(ctx, &running[i], running[i].DecidedBy); err != nil && !mdmd.IsCode(err, mdmd.EConflict) {
 			return err
 		}
@@ -212,8 +223,7 @@ func (a *Actions) Decide(ctx context.Context, id, by string, approve bool, reaso
 		return a.Store.FinishComplianceAction(ctx, id, mdmd.ActionPendingApproval,
 			mdmd.ComplianceAction{State: mdmd.ActionRejected, DecidedBy: by, Detail: reason})
 	}
-	row, err := a.Store.FinishComplianceAction(ctx, id, mdmd.ActionPendingApproval,
-		mdmd.ComplianceAction{State: mdmd.ActionRunning, DecidedBy: by, Detail: "approved"})
+	row, err := a.Store.ApproveComplianceAction(ctx, id, by)
 	if err != nil {
 		return nil, err
 	}

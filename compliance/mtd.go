@@ -13,8 +13,9 @@ import (
 // ThreatStore is what the MTD partner API needs from storage.
 type ThreatStore interface {
 	ReportThreat(ctx context.Context, t *mdmd.DeviceThreat) (prev string, err error)
-	ThreatHeartbeat(ctx context.Context, deviceIDs []string) error
+	ThreatHeartbeat(ctx context.Context, reporter string, deviceIDs []string) error
 	GetThreat(ctx context.Context, deviceID string) (*mdmd.DeviceThreat, error)
+	DeleteThreat(ctx context.Context, deviceID string) error
 }
 
 // MTDAPI is the API through which mobile-threat-defense partners report
@@ -47,9 +48,7 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 		}
 		t := &mdmd.DeviceThreat{DeviceID: chi.URLParam(r, "id"), Level: in.Level, Source: in.Source,
 			Compromised: in.Compromised, Details: in.Details}
-		if p := web.PrincipalFrom(r.Context()); p != nil {
-			t.ReportedBy = p.Name
-		}
+		t.ReportedBy = reporter(r)
 		prev, err := a.Store.ReportThreat(r.Context(), t)
 		if err != nil {
 			return err
@@ -65,7 +64,7 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.Handle("POST", "/mtd/devices/{id}/heartbeat", mdmd.PermThreatReport, func(w http.ResponseWriter, r *http.Request) error {
-		if err := a.Store.ThreatHeartbeat(r.Context(), []string{chi.URLParam(r, "id")}); err != nil {
+		if err := a.Store.ThreatHeartbeat(r.Context(), reporter(r), []string{chi.URLParam(r, "id")}); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -79,9 +78,22 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
 		}
-		if err := a.Store.ThreatHeartbeat(r.Context(), in.DeviceIDs); err != nil {
+		if err := a.Store.ThreatHeartbeat(r.Context(), reporter(r), in.DeviceIDs); err != nil {
 			return err
 		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+	// An admin releases a device from the partner that reports it.
+	reg.Handle("DELETE", "/devices/{id}/threat", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
+		id := chi.URLParam(r, "id")
+		if err := a.Store.DeleteThreat(r.Context(), id); err != nil {
+			return err
+		}
+		if a.Wake != nil {
+			a.Wake()
+		}
+		reg.Audit(r, "mtd.threat.release", "device", id, mdmd.OutcomeSuccess, "", nil)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	})
@@ -93,4 +105,13 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 		web.WriteJSON(w, http.StatusOK, t)
 		return nil
 	})
+}
+
+// reporter is the partner's identity: its token's ID, which a partner
+// cannot choose (the source in a report is only a label).
+func reporter(r *http.Request) string {
+	if p := web.PrincipalFrom(r.Context()); p != nil {
+		return p.ID
+	}
+	return ""
 }

@@ -43,14 +43,66 @@ func (s *Store) StartComplianceAction(ctx context.Context, a *mdmd.ComplianceAct
 	a.ID = newID()
 	a.Episode = utc(a.Episode)
 	a.CreatedAt, a.UpdatedAt = s.Now(), s.Now()
-	res := s.table(ctx, "compliance_actions").Clauses(clause.OnConflict{DoNothing: true}).Create(a)
-	if res.Error != nil {
-		return false, dbErr(res.Error, "compliance action")
+	started := false
+	err := s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "compliance_actions").Clauses(clause.OnConflict{DoNothing: true}).Create(a)
+		if res.Error != nil || res.RowsAffected == 0 {
+			return dbErr(res.Error, "compliance action")
+		}
+		started = true
+		return tx.actionEvent(ctx, a)
+	})
+	return started && err == nil, err
+}
+
+// ReclaimComplianceAction takes over an action left running since before
+// (its scheduler stopped) and reports whether this call got it: of
+// several schedulers only one carries it out again.
+func (s *Store) ReclaimComplianceAction(ctx context.Context, id string, before time.Time) (bool, error) {
+	res := s.table(ctx, "compliance_actions").Where("id = ? AND state = ? AND updated_at < ?", id, mdmd.ActionRunning, utc(before)).
+		Update("updated_at", s.Now())
+	return res.RowsAffected == 1, dbErr(res.Error, "compliance action")
+}
+
+// ApproveComplianceAction moves a wipe waiting for approval to running,
+// in one statement with the check that its episode is still going on: a
+// device that recovered since the list was shown is never wiped. Such an
+// approval is cancelled instead and the answer is a conflict.
+func (s *Store) ApproveComplianceAction(ctx context.Context, id, by string) (*mdmd.ComplianceAction, error) {
+	var out *mdmd.ComplianceAction
+	err := s.Tx(ctx, func(tx *Store) error {
+		res := tx.db.WithContext(ctx).Exec(`UPDATE compliance_actions SET state = ?, decided_by = ?, detail = ?, updated_at = ?
+WHERE id = ? AND state = ? AND EXISTS (SELECT 1 FROM device_compliance c WHERE c.device_id = compliance_actions.device_id
+    AND c.failing_since = compliance_actions.episode AND c.state IN ('noncompliant', 'in_grace'))`,
+			mdmd.ActionRunning, by, "approved", tx.Now(), id, mdmd.ActionPendingApproval)
+		if res.Error != nil {
+			return dbErr(res.Error, "compliance action")
+		}
+		if res.RowsAffected == 1 {
+			a, err := tx.GetComplianceAction(ctx, id)
+			if err != nil {
+				return err
+			}
+			out = a
+			return tx.actionEvent(ctx, a)
+		}
+		return nil
+	})
+	if err != nil || out != nil {
+		return out, err
 	}
-	if res.RowsAffected == 0 {
-		return false, nil
+	cur, err := s.GetComplianceAction(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	return true, s.actionEvent(ctx, a)
+	if cur.State != mdmd.ActionPendingApproval {
+		return nil, mdmd.Errorf(mdmd.EConflict, "the action is %s, not waiting for approval", cur.State)
+	}
+	if _, err := s.FinishComplianceAction(ctx, id, mdmd.ActionPendingApproval,
+		mdmd.ComplianceAction{State: mdmd.ActionCancelled, DecidedBy: by, Detail: "the device is no longer failing"}); err != nil && !mdmd.IsCode(err, mdmd.EConflict) {
+		return nil, err
+	}
+	return nil, mdmd.Errorf(mdmd.EConflict, "the device is no longer failing: the wipe was cancelled, not sent")
 }
 
 // FinishComplianceAction moves an action from one state to another (the

@@ -18,7 +18,10 @@ var threatLevels = []string{"secured", "low", "medium", "high"}
 // ReportThreat stores an MTD partner's verdict about a device, refreshes
 // its heartbeat and marks the device for evaluation, in one transaction.
 // A new level is logged as a threat-level event. It returns the previous
-// level ("" if none). An unknown level or device stores nothing.
+// level ("" if none). An unknown level or device stores nothing. A
+// device's verdict belongs to the partner that first reported it
+// (ReportedBy, the partner's token ID): another partner's report is a
+// conflict until an admin releases the device (DeleteThreat).
 func (s *Store) ReportThreat(ctx context.Context, t *mdmd.DeviceThreat) (prev string, err error) {
 	switch {
 	case !slices.Contains(threatLevels, t.Level):
@@ -51,6 +54,9 @@ func (s *Store) ReportThreat(ctx context.Context, t *mdmd.DeviceThreat) (prev st
 		var cur mdmd.DeviceThreat
 		switch err := tx.table(ctx, "device_threats").Where("device_id = ?", row.DeviceID).Take(&cur).Error; {
 		case err == nil:
+			if cur.ReportedBy != row.ReportedBy {
+				return mdmd.Errorf(mdmd.EConflict, "another partner reports this device's threat level; an admin must release it first")
+			}
 			prev = cur.Level
 		case !errors.Is(err, gorm.ErrRecordNotFound):
 			return dbErr(err, "threat")
@@ -75,10 +81,11 @@ func (s *Store) ReportThreat(ctx context.Context, t *mdmd.DeviceThreat) (prev st
 	return prev, nil
 }
 
-// ThreatHeartbeat records that an MTD partner still vouches for the
-// devices' last verdicts. Every device must have one: otherwise nothing
-// is stored and the error names the first device without.
-func (s *Store) ThreatHeartbeat(ctx context.Context, deviceIDs []string) error {
+// ThreatHeartbeat records that an MTD partner (by its token ID) still
+// vouches for its last verdicts about the devices. Every device must have
+// one from this partner: otherwise nothing is stored and the error names
+// the first device without.
+func (s *Store) ThreatHeartbeat(ctx context.Context, reporter string, deviceIDs []string) error {
 	ids := slices.Compact(slices.Sorted(slices.Values(deviceIDs)))
 	if len(ids) == 0 || len(ids) > mdmd.MaxPageSize {
 		return mdmd.FieldError("device_ids", "must hold 1 to %d devices", mdmd.MaxPageSize)
@@ -86,12 +93,12 @@ func (s *Store) ThreatHeartbeat(ctx context.Context, deviceIDs []string) error {
 	return s.Tx(ctx, func(tx *Store) error {
 		now := tx.Now()
 		var have []string
-		if err := tx.table(ctx, "device_threats").Where("device_id IN ?", ids).Order("device_id").Pluck("device_id", &have).Error; err != nil {
+		if err := tx.table(ctx, "device_threats").Where("device_id IN ? AND reported_by = ?", ids, reporter).Order("device_id").Pluck("device_id", &have).Error; err != nil {
 			return dbErr(err, "threat")
 		}
 		for i, id := range ids {
 			if i >= len(have) || have[i] != id {
-				return mdmd.Errorf(mdmd.ENotFound, "no threat level was reported for device %s", id)
+				return mdmd.Errorf(mdmd.ENotFound, "you reported no threat level for device %s", id)
 			}
 		}
 		if err := tx.table(ctx, "device_threats").Where("device_id IN ?", ids).Update("heartbeat_at", now).Error; err != nil {
@@ -111,4 +118,19 @@ func (s *Store) GetThreat(ctx context.Context, deviceID string) (*mdmd.DeviceThr
 	var t mdmd.DeviceThreat
 	err := s.table(ctx, "device_threats").Where("device_id = ?", deviceID).Take(&t).Error
 	return &t, dbErr(err, "threat")
+}
+
+// DeleteThreat forgets a device's MTD verdict (an admin releasing it from
+// a partner) and marks the device for evaluation.
+func (s *Store) DeleteThreat(ctx context.Context, deviceID string) error {
+	return s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "device_threats").Where("device_id = ?", deviceID).Delete(&mdmd.DeviceThreat{})
+		if res.Error != nil {
+			return dbErr(res.Error, "threat")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "no threat level is stored for device %s", deviceID)
+		}
+		return tx.markDirty(ctx, deviceID)
+	})
 }

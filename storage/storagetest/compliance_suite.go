@@ -305,15 +305,15 @@ func testThreats(t *testing.T, s *storage.Store) {
 		_, err := s.ReportThreat(ctx, &bad)
 		wantCode(t, err, mdmd.EInvalid)
 	}
-	_, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: "no-such-device", Level: "low", Source: "x"})
+	_, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: "no-such-device", Level: "low", Source: "x", ReportedBy: "p1"})
 	wantCode(t, err, mdmd.ENotFound)
-	wantCode(t, s.ThreatHeartbeat(ctx, []string{d.ID}), mdmd.ENotFound)
+	wantCode(t, s.ThreatHeartbeat(ctx, "p1", []string{d.ID}), mdmd.ENotFound)
 	if _, err := s.GetThreat(ctx, d.ID); !mdmd.IsCode(err, mdmd.ENotFound) {
 		t.Fatalf("rejected reports were stored: %v", err)
 	}
 
 	for i, level := range []string{"low", "low", "high"} {
-		prev, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: d.ID, Level: level, Source: "Acme"})
+		prev, err := s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: d.ID, Level: level, Source: "Acme", ReportedBy: "p1"})
 		must(t, err)
 		if want := []string{"", "low", "low"}[i]; prev != want {
 			t.Errorf("report %d: previous %q, want %q", i, prev, want)
@@ -331,7 +331,11 @@ func testThreats(t *testing.T, s *storage.Store) {
 	}
 	before, err := s.GetThreat(ctx, d.ID)
 	must(t, err)
-	must(t, s.ThreatHeartbeat(ctx, []string{d.ID, d.ID}))
+	// Another partner can neither overwrite the verdict nor keep it fresh.
+	_, err = s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: d.ID, Level: "secured", Source: "Other", ReportedBy: "p2"})
+	wantCode(t, err, mdmd.EConflict)
+	wantCode(t, s.ThreatHeartbeat(ctx, "p2", []string{d.ID}), mdmd.ENotFound)
+	must(t, s.ThreatHeartbeat(ctx, "p1", []string{d.ID, d.ID}))
 	after, err := s.GetThreat(ctx, d.ID)
 	must(t, err)
 	if after.HeartbeatAt.Before(before.HeartbeatAt) || after.ReportedAt != before.ReportedAt || after.Level != "high" {
@@ -342,6 +346,11 @@ func testThreats(t *testing.T, s *storage.Store) {
 	if len(marks) != 1 || marks[0].DeviceID != d.ID {
 		t.Errorf("a report did not mark the device: %+v", marks)
 	}
+	// Released by an admin, the device can be reported by another partner.
+	must(t, s.DeleteThreat(ctx, d.ID))
+	wantCode(t, s.DeleteThreat(ctx, d.ID), mdmd.ENotFound)
+	_, err = s.ReportThreat(ctx, &mdmd.DeviceThreat{DeviceID: d.ID, Level: "secured", Source: "Other", ReportedBy: "p2"})
+	must(t, err)
 }
 
 func testComplianceActions(t *testing.T, s *storage.Store) {
@@ -417,6 +426,37 @@ func testComplianceActions(t *testing.T, s *storage.Store) {
 	must(t, err)
 	if len(pending) != 1 {
 		t.Errorf("pending = %+v", pending)
+	}
+	// Approving it now cancels it: the device recovered.
+	_, err = s.ApproveComplianceAction(ctx, ended[0].ID, "admin")
+	wantCode(t, err, mdmd.EConflict)
+	if a, err := s.GetComplianceAction(ctx, ended[0].ID); err != nil || a.State != mdmd.ActionCancelled {
+		t.Errorf("after approving a recovered device's wipe: %+v, %v", a, err)
+	}
+
+	// A failing device's wipe is approved, once; a stale running action
+	// is reclaimed by one scheduler only.
+	d2 := iosDevice("ACTIONS-2")
+	must(t, s.CreateDevice(ctx, d2))
+	_, _, err = s.RecordCompliance(ctx, &mdmd.DeviceCompliance{DeviceID: d2.ID, State: "noncompliant", FailingSince: &episode}, "posture")
+	must(t, err)
+	wipe := &mdmd.ComplianceAction{DeviceID: d2.ID, Episode: episode, Action: "selective_wipe", State: mdmd.ActionPendingApproval}
+	_, err = s.StartComplianceAction(ctx, wipe)
+	must(t, err)
+	approved, err := s.ApproveComplianceAction(ctx, wipe.ID, "admin")
+	must(t, err)
+	if approved.State != mdmd.ActionRunning || approved.DecidedBy != "admin" {
+		t.Errorf("approved = %+v", approved)
+	}
+	_, err = s.ApproveComplianceAction(ctx, wipe.ID, "admin")
+	wantCode(t, err, mdmd.EConflict)
+	later := time.Now().Add(time.Hour)
+	first, err := s.ReclaimComplianceAction(ctx, wipe.ID, later)
+	must(t, err)
+	second, err := s.ReclaimComplianceAction(ctx, wipe.ID, s.Now().Add(-time.Minute))
+	must(t, err)
+	if !first || second {
+		t.Errorf("reclaims: %v then %v, want only the first", first, second)
 	}
 	_, err = s.ListComplianceActions(ctx, "exploded", "", 10)
 	wantCode(t, err, mdmd.EInvalid)
