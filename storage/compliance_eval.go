@@ -27,7 +27,7 @@ func (s *Store) markDirty(ctx context.Context, ids ...string) error {
 		args = append(args, id, now)
 	}
 	err := s.db.WithContext(ctx).Exec(`INSERT INTO compliance_dirty (device_id, version, marked_at) VALUES `+
-		strings.Join(vals, ", ")+` ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1, marked_at = excluded.marked_at`,
+		strings.Join(vals, ", ")+` ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1`,
 		args...).Error
 	return dbErr(err, "compliance mark")
 }

@@ -195,7 +195,7 @@ func (s *Store) MarkDevicesSeen(ctx context.Context, ids []string, at time.Time)
 	// failing are evaluated again. Compliant ones (most) cost nothing.
 	err := s.db.WithContext(ctx).Exec(`INSERT INTO compliance_dirty (device_id, version, marked_at)
 SELECT device_id, 1, ? FROM device_compliance WHERE device_id IN ? AND state IN ('noncompliant', 'in_grace')
-ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1, marked_at = excluded.marked_at`, s.Now(), ids).Error
+ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1`, s.Now(), ids).Error
 	return res.RowsAffected, dbErr(err, "compliance mark")
 }
 

@@ -108,7 +108,7 @@ func (s *Store) ThreatHeartbeat(ctx context.Context, reporter string, deviceIDs 
 		// (most) are not evaluated again for a heartbeat.
 		err := tx.db.WithContext(ctx).Exec(`INSERT INTO compliance_dirty (device_id, version, marked_at)
 SELECT device_id, 1, ? FROM device_compliance WHERE device_id IN ? AND state <> 'compliant'
-ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1, marked_at = excluded.marked_at`, now, ids).Error
+ON CONFLICT (device_id) DO UPDATE SET version = compliance_dirty.version + 1`, now, ids).Error
 		return dbErr(err, "compliance mark")
 	})
 }

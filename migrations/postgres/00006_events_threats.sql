@@ -34,7 +34,8 @@ CREATE TABLE device_threats (
 -- Devices whose inputs changed since their last evaluation. Posture and
 -- threat writes mark a device in their own transaction; evaluators claim
 -- marks with a short lease and delete them only if not marked again since
--- (version counts the marks).
+-- (version counts the marks; marked_at is the first, so that marking a
+-- marked device again leaves the index alone).
 CREATE TABLE compliance_dirty (
     device_id     TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
     version       BIGINT NOT NULL DEFAULT 1,
@@ -42,6 +43,7 @@ CREATE TABLE compliance_dirty (
     claimed_until TIMESTAMPTZ
 );
 CREATE INDEX compliance_dirty_marked ON compliance_dirty (marked_at);
+ALTER TABLE compliance_dirty SET (fillfactor = 50);
 
 -- Noncompliance actions, one row per device, episode (the failing_since
 -- that began it) and action: the primary key makes each run once.

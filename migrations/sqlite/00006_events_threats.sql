@@ -34,7 +34,8 @@ CREATE TABLE device_threats (
 -- Devices whose inputs changed since their last evaluation. Posture and
 -- threat writes mark a device in their own transaction; evaluators claim
 -- marks with a short lease and delete them only if not marked again since
--- (version counts the marks).
+-- (version counts the marks; marked_at is the first, so that marking a
+-- marked device again leaves the index alone).
 CREATE TABLE compliance_dirty (
     device_id     TEXT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
     version       BIGINT NOT NULL DEFAULT 1,
