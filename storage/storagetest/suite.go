@@ -45,6 +45,8 @@ func Run(t *testing.T, newStore func(t *testing.T) *storage.Store) {
 	tests = append(tests, eventTests()...)
 	tests = append(tests, webhookTests()...)
 	tests = append(tests, ssfTests()...)
+	tests = append(tests, approvalTests()...)
+	tests = append(tests, consoleTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}

@@ -1,0 +1,14 @@
+package storagetest
+
+import (
+	"testing"
+
+	"github.com/mdmd/mdmd/storage"
+)
+
+func approvalTests() []struct {
+	name string
+	fn   func(t *testing.T, s *storage.Store)
+} {
+	return nil
+}
