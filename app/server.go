@@ -425,7 +425,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
 			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens},
-		Membership: profileSvc})
+		Membership: profileSvc, Version: Version, PublicURL: s.cfg.PublicURL})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc
 	s.mu.Unlock()

@@ -67,6 +67,8 @@ type APIDeps struct {
 	Modules []Module
 	// Membership hears about devices joining or leaving groups.
 	Membership MembershipObserver
+	// Version and PublicURL describe the API in its OpenAPI document.
+	Version, PublicURL string
 }
 
 // MembershipObserver is told when group membership changes.
@@ -152,6 +154,7 @@ func NewAPI(d APIDeps) *API {
 	})
 	a.router.MethodNotAllowed(methodNotAllowed(a.log))
 	// Mounted at /api by the application router.
+	a.router.Get("/openapi.json", a.ServeOpenAPI(d.Version, d.PublicURL))
 	a.router.Route("/v1", func(r chi.Router) {
 		r.Use(a.authenticate)
 		a.handle(r, "GET", "/me", "", a.me)
