@@ -127,12 +127,14 @@ func (u *AdminUser) Validate() error {
 // APIToken is a bearer credential for scripts and integrations. Only the
 // SHA-256 of the secret is stored; the secret is shown once, at creation.
 type APIToken struct {
-	ID         string     `json:"id" gorm:"column:id;primaryKey"`
-	Name       string     `json:"name" gorm:"column:name"`
-	Prefix     string     `json:"prefix" gorm:"column:prefix"`
-	Hash       string     `json:"-" gorm:"column:hash"`
-	Role       Role       `json:"role" gorm:"column:role"`
-	Audience   string     `json:"audience,omitempty" gorm:"column:audience"` // relying parties only
+	ID     string `json:"id" gorm:"column:id;primaryKey"`
+	Name   string `json:"name" gorm:"column:name"`
+	Prefix string `json:"prefix" gorm:"column:prefix"`
+	Hash   string `json:"-" gorm:"column:hash"`
+	Role   Role   `json:"role" gorm:"column:role"`
+	// Audience: a relying party's (required) or an SSF receiver's (its
+	// streams' aud, optional); no other role has one.
+	Audience   string     `json:"audience,omitempty" gorm:"column:audience"`
 	CreatedBy  string     `json:"created_by" gorm:"column:created_by"`
 	CreatedAt  time.Time  `json:"created_at" gorm:"column:created_at"`
 	ExpiresAt  time.Time  `json:"expires_at" gorm:"column:expires_at"`
@@ -151,8 +153,10 @@ func (t *APIToken) Validate() error {
 	switch {
 	case t.Role == RoleRelyingParty && (t.Audience == "" || len(t.Audience) > 200):
 		return FieldError("audience", "a relying party's token names its audience (1 to 200 characters)")
-	case t.Role != RoleRelyingParty && t.Audience != "":
-		return FieldError("audience", "only relying-party tokens have an audience")
+	case t.Role == RoleSSFReceiver && len(t.Audience) > 200:
+		return FieldError("audience", "at most 200 characters")
+	case t.Role != RoleRelyingParty && t.Role != RoleSSFReceiver && t.Audience != "":
+		return FieldError("audience", "only relying-party and SSF receiver tokens have an audience")
 	}
 	if len(t.Hash) != 64 {
 		return FieldError("hash", "must be a hex SHA-256")

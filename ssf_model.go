@@ -18,6 +18,14 @@ const (
 // SSFStatuses lists every stream status.
 var SSFStatuses = []string{SSFStatusEnabled, SSFStatusPaused, SSFStatusDisabled}
 
+// Who set a stream's status. While an administrator's pause or disable
+// is in force, the receiver cannot change the status; an administrator
+// can, and an administrator's enable hands the status back.
+const (
+	SSFStatusByReceiver = "receiver"
+	SSFStatusByAdmin    = "admin"
+)
+
 // States of a queued SET.
 const (
 	SETPending     = "pending"     // waiting to be pushed or polled
@@ -35,7 +43,8 @@ const (
 // particular. AuthHeaderSealed is the push authorization_header sealed
 // by the secret package. The push_* columns schedule push delivery of
 // the whole stream: one replica at a time holds its lease, and a
-// failed delivery defers the stream to PushNextAt.
+// failed delivery defers the stream to PushNextAt. StatusBy says who set
+// the status (SSFStatusByReceiver or SSFStatusByAdmin).
 type SSFStream struct {
 	ID                 string     `json:"stream_id" gorm:"column:id;primaryKey"`
 	OwnerID            string     `json:"owner_id" gorm:"column:owner_id"`
@@ -51,6 +60,7 @@ type SSFStream struct {
 	AllSubjects        bool       `json:"all_subjects" gorm:"column:all_subjects"`
 	Status             string     `json:"status" gorm:"column:status"`
 	StatusReason       string     `json:"status_reason,omitempty" gorm:"column:status_reason"`
+	StatusBy           string     `json:"status_by" gorm:"column:status_by"`
 	LastVerificationAt *time.Time `json:"last_verification_at,omitempty" gorm:"column:last_verification_at"`
 	PushNextAt         time.Time  `json:"push_next_at" gorm:"column:push_next_at"`
 	PushLeaseOwner     string     `json:"-" gorm:"column:push_lease_owner"`

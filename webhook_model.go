@@ -128,6 +128,9 @@ type WebhookDelivery struct {
 	MessageID  string  `json:"message_id" gorm:"column:message_id"`
 	Payload    RawJSON `json:"payload" gorm:"column:payload"`
 	State      string  `json:"state" gorm:"column:state"`
+	// Held is set on the pending deliveries of a disabled endpoint: they
+	// are not claimed (nor looked at by claims) until it is enabled again.
+	Held bool `json:"held,omitempty" gorm:"column:held"`
 	// Attempts counts every attempt ever made and numbers the attempt log;
 	// RoundAttempts counts those since the delivery was last queued (a
 	// redelivery starts a new round), and drives backoff and giving up.

@@ -127,7 +127,8 @@ func TestAndroidCommandsAndWipes(t *testing.T) {
 				return d.EnrollmentState == mdmd.EnrollmentUnenrolled
 			})
 			// Full wipe of the company device keeps factory reset protection.
-			fw := env.act(t, 202, company.ID, "wipe", map[string]any{"mode": "full", "reason": "stolen", "confirm": company.Name})
+			// (sent once a second admin approves it)
+			fw := fullWipeApproved(t, env.testServer, company.ID, map[string]any{"mode": "full", "reason": "stolen", "confirm": company.Name})[0]
 			env.waitCommand(t, fw.ID)
 			del, ok = env.amapi.Deleted(corpName)
 			if !ok || !slices.Contains(del.WipeDataFlags, "PRESERVE_RESET_PROTECTION_DATA") {

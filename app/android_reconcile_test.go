@@ -93,7 +93,7 @@ func testAndroidReconciliation(t *testing.T, dbURL string) {
 		c, _ := env.srv.Store().GetCommand(ctx, stuck.ID)
 		return c.Status == mdmd.CommandSent
 	})
-	wipe := (&androidEnv{testServer: env.testServer, amapi: env.amapi}).act(t, 202, d2.ID, "wipe", map[string]any{"mode": "full", "reason": "gone", "confirm": d2.Name})
+	wipe := fullWipeApproved(t, env.testServer, d2.ID, map[string]any{"mode": "full", "reason": "gone", "confirm": d2.Name})[0]
 	env.waitCommand(t, wipe.ID)
 	if _, err := env.srv.Store().DB().Exec("UPDATE commands SET sent_at = $1 WHERE id = $2", time.Now().Add(-10*time.Minute).UTC(), stuck.ID); err != nil {
 		t.Fatal(err)

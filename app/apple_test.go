@@ -106,6 +106,13 @@ func (env *appleEnv) enroll(t *testing.T, url, udid string, p applesim.Posture) 
 		t.Fatalf("enroll %s: %v", udid, err)
 	}
 	env.mu.Lock()
+	// A device enrolled again replaces its old self, whose identity is
+	// now revoked: a push still on its way to the old token is not its.
+	for tok, old := range env.devices {
+		if old.UDID == udid {
+			delete(env.devices, tok)
+		}
+	}
 	env.devices[d.PushToken()] = d
 	env.mu.Unlock()
 	dev, err := env.srv.Store().GetDeviceByUDID(context.Background(), udid)
@@ -288,7 +295,8 @@ func TestAppleEndToEnd(t *testing.T) {
 			if dev2.Ownership != mdmd.OwnershipPersonal || dev3.EnrollmentState != mdmd.EnrollmentEnrolled {
 				t.Fatalf("reusable link devices: %+v %+v", dev2, dev3)
 			}
-			erase := env.action(t, env.Token, dev2.ID, "wipe", map[string]any{"mode": "full", "reason": "stolen", "confirm": sim2.Serial})
+			// A full wipe needs a second admin's approval before it is sent.
+			erase := env.waitFinal(t, fullWipeApproved(t, env.testServer, dev2.ID, map[string]any{"mode": "full", "reason": "stolen", "confirm": sim2.Serial}))
 			if erase[0].RequestType != "EraseDevice" || erase[0].Status != mdmd.CommandAcknowledged || !sim2.State().Erased {
 				t.Fatalf("full wipe = %+v, device %+v", erase[0], sim2.State())
 			}

@@ -141,7 +141,7 @@ func verifyToken(token string, jwks jose.JSONWebKeySet, aud string, cert *x509.C
 func TestConditionalAccess(t *testing.T) { eachBackend(t, testConditionalAccess) }
 
 func testConditionalAccess(t *testing.T, dbURL string) {
-	env := newAppleEnv(t, dbURL)
+	env := newAppleEnv(t, dbURL, "--allow-private-receivers", "true")
 	st, ctx := env.srv.Store(), context.Background()
 	fx := &fixture{testServer: env.testServer}
 	const owner, rpAudience = "ana@example.com", "https://idp.example.com"

@@ -34,19 +34,22 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Workers         int
 	JobPoll         time.Duration
-	CommandRetain   time.Duration
-	Org             string
-	APNsURL         string
-	APNsCAFile      string
-	APNsConcurrency int
-	TrustedProxies  []*net.IPNet
-	ChallengeTTL    time.Duration
-	AMAPIEndpoint   string
-	AMAPICreds      string
-	AMAPIProject    string
-	AMAPITopic      string
-	AMAPIRate       int
-	AMAPIWindow     time.Duration
+	// AllowPrivateReceivers lets SSF push streams reach loopback and
+	// private addresses (tests, a receiver on the same host).
+	AllowPrivateReceivers bool
+	CommandRetain         time.Duration
+	Org                   string
+	APNsURL               string
+	APNsCAFile            string
+	APNsConcurrency       int
+	TrustedProxies        []*net.IPNet
+	ChallengeTTL          time.Duration
+	AMAPIEndpoint         string
+	AMAPICreds            string
+	AMAPIProject          string
+	AMAPITopic            string
+	AMAPIRate             int
+	AMAPIWindow           time.Duration
 
 	// publicURLDerived is set when PublicURL came from Listen, so that the
 	// real port replaces a :0 once the server listens.
@@ -153,6 +156,15 @@ func settings() []setting {
 			num(func(c *Config, n int64) { c.Workers = int(n) }, 1, 256)},
 		{"job-poll", "MDMD_JOB_POLL", "1s", "how often this replica looks for due background jobs",
 			dur(func(c *Config) *time.Duration { return &c.JobPoll }, 10*time.Millisecond)},
+		{"allow-private-receivers", "MDMD_ALLOW_PRIVATE_RECEIVERS", "false", "let SSF push streams reach loopback, private and link-local addresses, and plain http to localhost (tests, a receiver on the same host); never in production",
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return errors.New("must be true or false")
+				}
+				c.AllowPrivateReceivers = b
+				return nil
+			}},
 		{"command-retention", "MDMD_COMMAND_RETENTION", "720h", "how long finished commands are kept",
 			dur(func(c *Config) *time.Duration { return &c.CommandRetain }, time.Hour)},
 		{"org", "MDMD_ORG", "mdmd", "organisation name in generated certificates and profiles",

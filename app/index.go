@@ -9,14 +9,21 @@ import (
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/mdm"
+	"github.com/mdmd/mdmd/commands"
 	"github.com/mdmd/mdmd/enroll"
+	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/web"
+	"github.com/mdmd/mdmd/web/console"
 )
 
-// routes assembles everything served once the database is ready: a
-// discovery document at /, the admin API, and the device-facing endpoints
-// (enrollment profile, SCEP, MDM check-in and commands).
-func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, and *android.Service, public ...func(chi.Router)) http.Handler {
+// routes assembles everything served once the database is ready: the web
+// console for browsers (its dashboard at /), a discovery document at / for
+// every other client and at /.well-known/mdmd, the admin API, and the
+// device-facing endpoints (enrollment profile, SCEP, MDM check-in and
+// commands). The console's paths (/login, /logout, /devices, /approvals,
+// /static) are disjoint from every other route.
+func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, and *android.Service, con *console.Console, public ...func(chi.Router)) http.Handler {
 	doc, _ := json.MarshalIndent(map[string]string{
 		"name":            "mdmd",
 		"version":         Version,
@@ -26,6 +33,7 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 		"metrics":         s.cfg.PublicURL + "/metrics",
 		"ssf":             s.cfg.PublicURL + "/.well-known/ssf-configuration",
 		"compliance_jwks": s.cfg.PublicURL + "/compliance/jwks.json",
+		"console":         s.cfg.PublicURL + "/",
 	}, "", "  ")
 	r := chi.NewRouter()
 	log := s.log.With("component", "http")
@@ -35,10 +43,25 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		web.WriteError(w, r, log, mdmd.Errorf(mdmd.EMethod, "method %s is not allowed on %s", r.Method, r.URL.Path))
 	})
-	r.Get("/", func(w http.ResponseWriter, r *http.Request) {
+	discovery := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(doc)
+	}
+	var dashboard http.Handler
+	if con != nil {
+		dashboard = con.Dashboard()
+		con.Register(r)
+	}
+	r.Get("/", func(w http.ResponseWriter, r *http.Request) {
+		if dashboard != nil && console.WantsHTML(r) {
+			w.Header().Add("Vary", "Accept")
+			dashboard.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Add("Vary", "Accept")
+		discovery(w, r)
 	})
+	r.Get("/.well-known/mdmd", discovery)
 	r.Mount("/api", api)
 	r.Get("/enroll/{token}", enr.ServeEnroll)
 	r.HandleFunc(enroll.PathSCEP, enr.ServeSCEP)
@@ -49,4 +72,19 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 		add(r)
 	}
 	return r
+}
+
+// newConsole builds the web console on the server's services. Full wipes
+// from the console go through the approval service.
+func (s *Server) newConsole(st *storage.Store, cmds *commands.Service, appr console.Approvals, box *secret.Box) (*console.Console, error) {
+	return console.New(console.Options{Store: st, Commands: cmds, Approvals: appr, Box: box,
+		Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL, TLS: s.cfg.TLSCert != "",
+		Issuer: consoleIssuer(s.cfg.Org)})
+}
+
+func consoleIssuer(org string) string {
+	if org == "" {
+		return "mdmd"
+	}
+	return "mdmd " + org
 }

@@ -19,6 +19,8 @@ const usage = `mdmd — mobile device management for iPhone and Android fleets
 Usage:
   mdmd serve [flags]     run the server (the default when no command is given)
   mdmd migrate [flags]   apply database migrations and exit
+  mdmd audit verify      check the audit log's hash chain (edited, deleted or reordered entries)
+  mdmd audit export      write the audit log as JSON Lines (--since, --until)
   mdmd version           print the version
 
 Run "mdmd serve -h" for every setting; each flag has an MDMD_* variable.
@@ -43,6 +45,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return migrate(ctx, cfg, stdout, stderr)
+	case "audit":
+		return auditCommand(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "mdmd", Version)
 		return nil

@@ -28,6 +28,7 @@ import (
 	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/apns"
 	"github.com/mdmd/mdmd/apple/mdm"
+	"github.com/mdmd/mdmd/approvals"
 	"github.com/mdmd/mdmd/auth"
 	"github.com/mdmd/mdmd/commands"
 	"github.com/mdmd/mdmd/compliance"
@@ -310,6 +311,10 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	enrollment := enroll.New(st, ids, pusher, enroll.Config{PublicURL: s.cfg.PublicURL, Organization: s.cfg.Org,
 		ChallengeTTL: s.cfg.ChallengeTTL}, s.log.With("component", "enroll"))
 	cmds := commands.NewService(st, runner, box)
+	// Two-person approval: a full wipe or a group wipe is carried out by
+	// the command service only once a second admin approves it.
+	approvalSvc := approvals.New(st, cmds, s.log.With("component", "approvals"), nil)
+	cmds.Approvals = approvalSvc
 	profileSvc := profiles.NewService(st, cmds, runner, ids, box, s.cfg.Org, s.log.With("component", "profiles"))
 	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
 	runner.Register(enroll.RenewJob, func(ctx context.Context, _ *mdmd.Job) error {
@@ -389,7 +394,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		runner.Every(k.JobKind(), 24*time.Hour) // rotates a key once it is 30 days old
 	}
 	transmitter, err := ssf.New(st, ssf.Options{Issuer: s.cfg.PublicURL, Keys: ssfKeys, Box: box,
-		Replica: s.replica, Logger: s.log.With("component", "ssf")})
+		Replica: s.replica, Logger: s.log.With("component", "ssf"), AllowPrivateTargets: s.cfg.AllowPrivateReceivers})
 	if err != nil {
 		return err
 	}
@@ -421,7 +426,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
-		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, profileSvc,
+		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, approvalSvc, auditExportAPI{st: st}, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
 			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens},
@@ -430,7 +435,11 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc
 	s.mu.Unlock()
 	httpLog := s.log.With("component", "http")
-	s.root.SetReady(s.routes(api, enrollment, mdmSvc, androidSvc, transmitter.RegisterPublic, func(r chi.Router) {
+	con, err := s.newConsole(st, cmds, approvalSvc, box)
+	if err != nil {
+		return fmt.Errorf("web console: %w", err)
+	}
+	s.root.SetReady(s.routes(api, enrollment, mdmSvc, androidSvc, con, transmitter.RegisterPublic, func(r chi.Router) {
 		r.Get(compliance.JWKSPath, tokenKeys.Handler().ServeHTTP)
 		r.HandleFunc(compliance.DeviceTokenPath, tokens.DeviceHandler(mdmSvc, func(w http.ResponseWriter, r *http.Request, err error) {
 			web.WriteError(w, r, httpLog, err)

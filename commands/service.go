@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/approvals"
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/web"
 )
@@ -53,6 +54,117 @@ type Service struct {
 	box  *secret.Box
 	// Android, when set, takes the actions for Android devices.
 	Android AndroidCommander
+	// Approvals, when set, takes the requests for destructive actions that
+	// need a second admin's approval (a full wipe, a group wipe); without
+	// it those actions are refused.
+	Approvals Approver
+}
+
+// Approver records requests for actions that a second admin must approve
+// (approvals.Service).
+type Approver interface {
+	Request(ctx context.Context, by *mdmd.Principal, kind, targetType, targetID, reason string, params any) (*mdmd.Approval, error)
+}
+
+// androidOwnership is the optional store method that tells a personally
+// owned Android device (no full wipe) from a company-owned one.
+type androidOwnership interface {
+	GetAndroidDevice(ctx context.Context, deviceID string) (*mdmd.AndroidDevice, error)
+}
+
+// WipeDeviceFull fully wipes (factory-resets) a device on either platform:
+// approvals.Executor, called once a second admin approved the wipe.
+func (s *Service) WipeDeviceFull(ctx context.Context, deviceID, by, reason string, p approvals.WipeParams) (any, error) {
+	var out []*mdmd.Command
+	and, err := s.android(ctx, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	if and != nil {
+		cmd, err := and.Wipe(ctx, deviceID, by, true, reason, p.PreserveFRP == nil || *p.PreserveFRP)
+		if err != nil {
+			return nil, err
+		}
+		out = []*mdmd.Command{cmd}
+	} else if out, err = s.EnqueueApple(ctx, deviceID, by, p.Push == nil || *p.Push, EraseDevice{PIN: p.PIN}); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(out))
+	for _, c := range out {
+		ids = append(ids, c.ID)
+	}
+	return map[string]any{"mode": "full", "command_ids": ids}, nil
+}
+
+// GroupWipeResult is what a group wipe reached.
+type GroupWipeResult struct {
+	Mode string `json:"mode"`
+	// Devices is how many devices a wipe command was queued for.
+	Devices         int      `json:"devices"`
+	IOSDevices      int      `json:"ios_devices"`
+	AndroidCommands []string `json:"android_command_ids"`
+	// Failures are the devices that could not be wiped (a personally owned
+	// Android device cannot be fully wiped, for one).
+	Failures []GroupWipeFailure `json:"failures,omitempty"`
+}
+
+// GroupWipeFailure is one device a group wipe did not reach.
+type GroupWipeFailure struct {
+	DeviceID string `json:"device_id"`
+	Error    string `json:"error"`
+}
+
+// WipeGroup wipes every enrolled device of a group, selectively or fully:
+// approvals.Executor, called once a second admin approved the wipe. iOS
+// devices are reached in batches; each Android device gets its own
+// command, and one that cannot be wiped so is listed as a failure.
+func (s *Service) WipeGroup(ctx context.Context, groupID, by, reason string, p approvals.WipeParams) (any, error) {
+	if p.Mode != "selective" && p.Mode != "full" {
+		return nil, mdmd.FieldError("mode", "must be selective or full, got %q", p.Mode)
+	}
+	full := p.Mode == "full"
+	var apple AppleCommand = RemoveProfile{Identifier: mdmd.AppleEnrollmentProfileID}
+	if full {
+		apple = EraseDevice{PIN: p.PIN}
+	}
+	res := &GroupWipeResult{Mode: p.Mode, AndroidCommands: []string{}}
+	n, err := s.EnqueueAppleToGroup(ctx, groupID, by, p.Push == nil || *p.Push, apple)
+	res.IOSDevices, res.Devices = n, n
+	if err != nil {
+		return res, err
+	}
+	f := mdmd.DeviceFilter{GroupID: groupID, Platform: mdmd.PlatformAndroid, EnrollmentState: mdmd.EnrollmentEnrolled, Limit: mdmd.MaxPageSize}
+	for {
+		devs, next, err := s.st.ListDevices(ctx, f)
+		if err != nil {
+			return res, err
+		}
+		for _, d := range devs {
+			if s.Android == nil {
+				res.Failures = append(res.Failures, GroupWipeFailure{DeviceID: d.ID, Error: "Android Enterprise is not configured"})
+				continue
+			}
+			cmd, err := s.Android.Wipe(ctx, d.ID, by, full, reason, p.PreserveFRP == nil || *p.PreserveFRP)
+			if err != nil {
+				res.Failures = append(res.Failures, GroupWipeFailure{DeviceID: d.ID, Error: mdmd.ErrorMessage(err)})
+				continue
+			}
+			res.AndroidCommands = append(res.AndroidCommands, cmd.ID)
+			res.Devices++
+		}
+		if next == "" {
+			return res, nil
+		}
+		f.After = next
+	}
+}
+
+// requestApproval asks for a second admin's approval of a destructive action.
+func (s *Service) requestApproval(r *http.Request, kind, targetType, targetID, reason string, p approvals.WipeParams) (*mdmd.Approval, error) {
+	if s.Approvals == nil {
+		return nil, mdmd.Errorf(mdmd.EConflict, "this action needs a second admin's approval, and approvals are not configured")
+	}
+	return s.Approvals.Request(r.Context(), web.PrincipalFrom(r.Context()), kind, targetType, targetID, reason, p)
 }
 
 // android returns the Android commander for an Android device, or nil.
@@ -445,28 +557,90 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if in.Mode != "selective" && in.Mode != "full" {
 			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
 		}
-		if and, err := s.android(r.Context(), id); err != nil {
-			return err
-		} else if and != nil {
-			cmd, err := and.Wipe(r.Context(), id, by(r), in.Mode == "full", in.Reason, in.PreserveFRP == nil || *in.PreserveFRP)
+		params := approvals.WipeParams{Mode: in.Mode, PIN: in.PIN, Push: in.Push, PreserveFRP: in.PreserveFRP}
+		if in.Mode == "full" {
+			// A full wipe is only requested here: a second admin approves
+			// it (POST /approvals/{id}/approve) before anything is sent.
+			if d.Platform == mdmd.PlatformAndroid {
+				if err := s.checkAndroidFullWipe(r.Context(), d); err != nil {
+					return err
+				}
+			} else if d.EnrollmentState != mdmd.EnrollmentEnrolled {
+				return mdmd.Errorf(mdmd.EConflict, "device is %s, not enrolled: it cannot receive commands", d.EnrollmentState)
+			}
+			a, err := s.requestApproval(r, mdmd.ApprovalDeviceWipeFull, "device", id, in.Reason, params)
 			if err != nil {
 				return err
 			}
-			reg.Audit(r, "device.wipe", "device", id, mdmd.OutcomeSuccess, in.Reason, map[string]any{"mode": in.Mode, "platform": "android"})
-			respond(w, []*mdmd.Command{cmd})
+			web.WriteJSON(w, http.StatusAccepted, map[string]any{"approval": a})
 			return nil
 		}
-		var out []*mdmd.Command
-		if in.Mode == "selective" {
-			out, err = s.SelectiveWipe(r.Context(), id, by(r), in.Reason, pushOf(in.Push))
-		} else {
-			out, err = s.EnqueueApple(r.Context(), id, by(r), pushOf(in.Push), EraseDevice{PIN: in.PIN})
-		}
+		out, err := s.SelectiveWipe(r.Context(), id, by(r), in.Reason, pushOf(in.Push))
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "device.wipe", "device", id, mdmd.OutcomeSuccess, in.Reason, map[string]any{"mode": in.Mode})
+		platform := map[mdmd.Platform]string{mdmd.PlatformAndroid: "android"}[d.Platform]
+		details := map[string]any{"mode": in.Mode}
+		if platform != "" {
+			details["platform"] = platform
+		}
+		reg.Audit(r, "device.wipe", "device", id, mdmd.OutcomeSuccess, in.Reason, details)
 		respond(w, out)
 		return nil
 	})
+	// A wipe of a group's devices, selective or full, always needs a
+	// second admin's approval.
+	reg.HandleJSON("POST", "/groups/{id}/actions/wipe", mdmd.PermCommandsWipe, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Mode        string `json:"mode"`
+			Reason      string `json:"reason"`
+			Confirm     string `json:"confirm"`
+			PIN         string `json:"pin"`
+			Push        *bool  `json:"push"`
+			PreserveFRP *bool  `json:"preserve_frp"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
+			return mdmd.FieldError("reason", "required, at most 500 characters")
+		}
+		id := chi.URLParam(r, "id")
+		g, err := s.st.GetGroup(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if in.Confirm == "" || in.Confirm != g.Name {
+			return mdmd.FieldError("confirm", "type the group's name to confirm the wipe")
+		}
+		if in.Mode != "selective" && in.Mode != "full" {
+			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
+		}
+		a, err := s.requestApproval(r, mdmd.ApprovalGroupWipe, "group", id, in.Reason,
+			approvals.WipeParams{Mode: in.Mode, PIN: in.PIN, Push: in.Push, PreserveFRP: in.PreserveFRP})
+		if err != nil {
+			return err
+		}
+		web.WriteJSON(w, http.StatusAccepted, map[string]any{"approval": a})
+		return nil
+	})
+}
+
+// checkAndroidFullWipe refuses, at request time, the full wipe of an
+// Android device that can only be wiped selectively (personally owned):
+// the Android commander enforces it again when the wipe is sent.
+func (s *Service) checkAndroidFullWipe(ctx context.Context, d *mdmd.Device) error {
+	if s.Android == nil {
+		return mdmd.Errorf(mdmd.EConflict, "Android Enterprise is not configured")
+	}
+	if st, ok := s.st.(androidOwnership); ok {
+		ad, err := st.GetAndroidDevice(ctx, d.ID)
+		if err != nil {
+			return err
+		}
+		if ad.AMAPIOwnership != "COMPANY_OWNED" {
+			return mdmd.Errorf(mdmd.EConflict, "a personally owned device can only be wiped selectively (its work profile)")
+		}
+	}
+	return nil
 }

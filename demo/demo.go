@@ -41,6 +41,9 @@ type Options struct {
 	// Ready, if set, is called once the fleet is enrolled, with the
 	// server's URL and an admin API token.
 	Ready func(url, token string)
+	// Screenshot, if set, is where the dashboard is saved as a PNG once
+	// the fleet has reported; the demo then ends.
+	Screenshot string
 }
 
 // Run parses the demo's flags and runs it until ctx ends.
@@ -53,6 +56,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.IPhones, "iphones", 50, "simulated iPhones")
 	fs.IntVar(&o.Androids, "androids", 50, "simulated Android devices")
 	fs.DurationVar(&o.CheckIn, "check-in", time.Minute, "how often each simulated device reports")
+	fs.StringVar(&o.Screenshot, "screenshot", "", "save the console's dashboard as this PNG (needs /usr/bin/chromium) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,7 +84,7 @@ func Start(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	cfg, err := app.ParseConfig("mdmd-demo", []string{"--data-dir", o.DataDir, "--listen", o.Listen,
 		"--apns-url", apns.URL(), "--apns-ca-file", caFile, "--amapi-endpoint", amapi.URL(),
 		"--amapi-project", "mdmd-demo", "--amapi-pubsub-topic", "projects/mdmd-demo/topics/amapi",
-		"--job-poll", "200ms", "--log-level", "warn"}, func(string) string { return "" }, stderr)
+		"--job-poll", "200ms", "--log-level", "error"}, func(string) string { return "" }, stderr)
 	if err != nil {
 		return err
 	}
@@ -110,7 +114,19 @@ func Start(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		o.Ready(base, f.token)
 	}
 	go f.keepReporting(ctx, o.CheckIn)
-	return <-done
+	if o.Screenshot != "" {
+		// Let every device report and be evaluated first.
+		time.Sleep(10 * time.Second)
+		if err := screenshot(ctx, srv, base, o.Screenshot); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "dashboard saved to", o.Screenshot)
+		cancel()
+	}
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // adminToken creates an admin API token for the demo's own calls.
@@ -222,7 +238,9 @@ func (f *fleet) setUp(ctx context.Context, o Options) error {
 	return f.enrollAndroid(ctx, o.Androids)
 }
 
-func isConflict(err error) bool { return err != nil && bytes.Contains([]byte(err.Error()), []byte(": 409 ")) }
+func isConflict(err error) bool {
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte(": 409 "))
+}
 
 func (f *fleet) bindAndroid(ctx context.Context) error {
 	var cur struct {

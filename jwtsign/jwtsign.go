@@ -12,9 +12,21 @@
 // Key lifetimes: a key signs for Lifetime (30 days by default) and is then
 // replaced. A replaced key stays published until MaxTokenLifetime (plus the
 // replicas' cache TTL) after its successor began to sign: the longest time
-// a token it signed can still be valid. JWKS always reads the database, so
-// it lists every key any replica may sign with, including one rotated in a
-// moment ago; parsed private keys are cached for CacheTTL.
+// a token it signed can still be valid.
+//
+// Caching: each Keyring reads its ring at most once per CacheTTL (and
+// again at once after a rotation or prune of its own); both signing and
+// the JWKS it serves use that copy, so serving the JWKS costs no query.
+// The JWKS must still list every key any replica may sign with. A key
+// rotated in on one replica is seen by every other one within CacheTTL,
+// and an HTTP cache may keep the JWKS document for another CacheTTL (the
+// handler's max-age), so the key is withheld from signing for PrePublish,
+// by default 2 × CacheTTL + 30 s (the 30 s for the replicas' clocks):
+// by the time any replica signs with it, every replica's JWKS, and every
+// cached copy of one, lists it. A ring's first key signs at once (no
+// JWKS can predate it: an empty ring is never served from the cache).
+// With a PrePublish shorter than 2 × CacheTTL a verifier may meet a kid
+// it cannot find yet for up to the difference.
 package jwtsign
 
 import (
@@ -29,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,13 +80,16 @@ type Options struct {
 	// began to sign. Default 1 hour.
 	MaxTokenLifetime time.Duration
 	// PrePublish is how long a rotated-in key is published before it
-	// signs. Default 0: it signs at once (receivers fetch the JWKS again
-	// when they meet an unknown kid).
+	// signs. Default 2 × CacheTTL + 30 s, so that every replica's JWKS
+	// and every HTTP-cached copy of it list the key before any replica
+	// signs with it (see the package documentation). A negative value
+	// makes a rotated-in key sign at once: for one replica whose
+	// verifiers fetch the JWKS again on an unknown kid, and tests.
 	PrePublish time.Duration
 	// Bits is the RSA key size. Default and minimum 2048.
 	Bits int
-	// CacheTTL is how long parsed keys are cached before the ring is read
-	// again. Default 30 seconds.
+	// CacheTTL is how long the ring (the keys that sign, and the JWKS) is
+	// cached before it is read again. Default 30 seconds.
 	CacheTTL time.Duration
 	Logger   *slog.Logger
 }
@@ -87,9 +103,12 @@ type Keyring struct {
 
 	mu       sync.Mutex
 	loadedAt time.Time
-	keys     []mdmd.SigningKey // the ring, oldest generation first
+	keys     []mdmd.SigningKey          // the ring, oldest generation first; replaced, never changed in place
+	public   map[string]jose.JSONWebKey // the ring's public keys by kid; replaced with keys
 	parsed   map[string]*rsa.PrivateKey
 	signers  map[string]jose.Signer // by kid and typ
+
+	reload sync.Mutex // one JWKS reload at a time
 }
 
 // New returns a Keyring. It touches the database only when first used;
@@ -112,6 +131,12 @@ func New(st Store, box *secret.Box, opt Options) *Keyring {
 	}
 	if opt.CacheTTL <= 0 {
 		opt.CacheTTL = 30 * time.Second
+	}
+	switch {
+	case opt.PrePublish == 0:
+		opt.PrePublish = 2*opt.CacheTTL + 30*time.Second
+	case opt.PrePublish < 0:
+		opt.PrePublish = 0
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -248,7 +273,21 @@ func (k *Keyring) load(ctx context.Context) ([]mdmd.SigningKey, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.keys, k.loadedAt = keys, k.opt.Now()
+	public := make(map[string]jose.JSONWebKey, len(keys))
+	for _, key := range keys {
+		if jwk, ok := k.public[key.KID]; ok {
+			public[key.KID] = jwk
+			continue
+		}
+		var jwk jose.JSONWebKey
+		if err := jwk.UnmarshalJSON(key.PublicJWK); err != nil {
+			// Left out: JWKS reports it; signing does not need it.
+			k.log.Error("a stored public key does not parse", "ring", k.opt.Ring, "kid", key.KID, "err", err)
+			continue
+		}
+		public[key.KID] = jwk
+	}
+	k.keys, k.public, k.loadedAt = keys, public, k.opt.Now()
 	live := map[string]bool{}
 	for _, key := range keys {
 		live[key.KID] = true
@@ -385,6 +424,11 @@ func (k *Keyring) Prune(ctx context.Context) (int, error) {
 		n++
 		k.log.Info("signing key retired", "ring", k.opt.Ring, "kid", key.KID)
 	}
+	if n > 0 {
+		k.mu.Lock()
+		k.loadedAt = time.Time{} // read the ring again on next use
+		k.mu.Unlock()
+	}
 	return n, nil
 }
 
@@ -400,12 +444,12 @@ func (k *Keyring) RotateJob(ctx context.Context, _ *mdmd.Job) error {
 
 // JWKS returns the public keys whose tokens may still be valid: the
 // signing key, keys rotated in but not yet signing, and replaced keys
-// within MaxTokenLifetime. It reads the database on every call.
+// within MaxTokenLifetime. It reads the ring from the cache (see the
+// package documentation for why that still lists every key any replica
+// may sign with), reading the database at most once per CacheTTL, and
+// at once after this Keyring rotated or pruned the ring.
 func (k *Keyring) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
-	if _, err := k.current(ctx); err != nil {
-		return jose.JSONWebKeySet{}, err
-	}
-	keys, err := k.load(ctx)
+	keys, public, err := k.ring(ctx)
 	if err != nil {
 		return jose.JSONWebKeySet{}, err
 	}
@@ -415,17 +459,55 @@ func (k *Keyring) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
 		if !k.published(keys, i, now) {
 			continue
 		}
-		var jwk jose.JSONWebKey
-		if err := jwk.UnmarshalJSON(key.PublicJWK); err != nil {
-			return jose.JSONWebKeySet{}, fmt.Errorf("jwtsign: stored public key %s: %w", key.KID, err)
+		jwk, ok := public[key.KID]
+		if !ok {
+			return jose.JSONWebKeySet{}, fmt.Errorf("jwtsign: the stored public key %s does not parse", key.KID)
 		}
 		set.Keys = append(set.Keys, jwk)
 	}
 	return set, nil
 }
 
+// cachedRing returns the cached ring while it is fresh. An empty ring is
+// never fresh: its first key is about to be created.
+func (k *Keyring) cachedRing() ([]mdmd.SigningKey, map[string]jose.JSONWebKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.keys) == 0 || k.opt.Now().Sub(k.loadedAt) >= k.opt.CacheTTL {
+		return nil, nil, false
+	}
+	return k.keys, k.public, true
+}
+
+// ring returns the ring and its public keys, from the cache while it is
+// fresh; otherwise one caller reads it (creating the first key of an
+// empty ring) while the others wait for that read.
+func (k *Keyring) ring(ctx context.Context) ([]mdmd.SigningKey, map[string]jose.JSONWebKey, error) {
+	if keys, public, ok := k.cachedRing(); ok {
+		return keys, public, nil
+	}
+	k.reload.Lock()
+	defer k.reload.Unlock()
+	if keys, public, ok := k.cachedRing(); ok {
+		return keys, public, nil
+	}
+	keys, err := k.load(ctx)
+	if err == nil && len(keys) == 0 {
+		if _, err = k.current(ctx); err == nil {
+			keys, err = k.load(ctx)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	k.mu.Lock()
+	public := k.public
+	k.mu.Unlock()
+	return keys, public, nil
+}
+
 // Handler serves the ring's JWKS as application/json (RFC 7517). It may
-// be cached for a minute.
+// be cached for CacheTTL (PrePublish allows for that).
 func (k *Keyring) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -446,7 +528,7 @@ func (k *Keyring) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=60")
+		w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(max(int(k.opt.CacheTTL/time.Second), 1)))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Write(body)
 	})

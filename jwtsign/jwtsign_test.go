@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/jwtsign"
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/storage"
@@ -155,8 +156,8 @@ func TestKeyring(t *testing.T) {
 			if len(keys) != 2 || keys[1].Generation != 2 {
 				t.Fatalf("after rotation: %d keys", len(keys))
 			}
-			// The new key signs; b's cache is stale, yet its JWKS (read
-			// from the database) already has the new key.
+			// The new key is published at once: b's cache is stale, so its
+			// JWKS reads the ring again and has the new key.
 			set, err = b.JWKS(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -164,7 +165,8 @@ func TestKeyring(t *testing.T) {
 			if len(set.Keys) != 2 {
 				t.Fatalf("JWKS after rotation has %d keys, want the old and the new", len(set.Keys))
 			}
-			clk.Add(2 * time.Minute)
+			// It signs once pre-published for 2 × CacheTTL + 30 s.
+			clk.Add(3 * time.Minute)
 			token2, err := a.Sign(ctx, "", map[string]string{"n": "2"})
 			if err != nil {
 				t.Fatal(err)
@@ -175,7 +177,7 @@ func TestKeyring(t *testing.T) {
 			// The old key still verifies what it signed within the token
 			// lifetime, then leaves the JWKS and is pruned.
 			verify(t, set, token)
-			clk.Add(time.Hour)
+			clk.Add(2 * time.Hour)
 			set, _ = a.JWKS(ctx)
 			if len(set.Keys) != 1 || set.Keys[0].KeyID != keys[1].KID {
 				t.Fatalf("JWKS after the old key's tokens expired = %d keys", len(set.Keys))
@@ -243,4 +245,152 @@ func BenchmarkSign(b *testing.B) {
 			}
 		}
 	})
+}
+
+// countingStore counts the reads of the ring.
+type countingStore struct {
+	jwtsign.Store
+	mu    sync.Mutex
+	lists int
+}
+
+func (c *countingStore) ListSigningKeys(ctx context.Context, ring string) ([]mdmd.SigningKey, error) {
+	c.mu.Lock()
+	c.lists++
+	c.mu.Unlock()
+	return c.Store.ListSigningKeys(ctx, ring)
+}
+
+func (c *countingStore) reads() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lists
+}
+
+func serveJWKS(t *testing.T, k *jwtsign.Keyring) (jose.JSONWebKeySet, *httptest.ResponseRecorder) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	k.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/jwks.json", nil))
+	var set jose.JSONWebKeySet
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &set) != nil {
+		t.Fatalf("JWKS: %d %s", rec.Code, rec.Body)
+	}
+	return set, rec
+}
+
+// The public JWKS is served from the key ring's cache: no query per
+// request, a read once the cache is CacheTTL old, and one at once after a
+// rotation of this replica's.
+func TestJWKSCache(t *testing.T) {
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+			st := &countingStore{Store: storagetest.Open(t, be.URL, storage.Options{Now: clk.Now})}
+			k := jwtsign.New(st, box(t, 1), jwtsign.Options{Ring: "cache", Now: clk.Now, CacheTTL: 30 * time.Second})
+			if err := k.Init(ctx); err != nil {
+				t.Fatal(err)
+			}
+			reads := st.reads()
+			for range 50 {
+				if set, _ := serveJWKS(t, k); len(set.Keys) != 1 {
+					t.Fatalf("JWKS has %d keys", len(set.Keys))
+				}
+				clk.Add(100 * time.Millisecond)
+			}
+			if n := st.reads() - reads; n != 0 {
+				t.Fatalf("50 JWKS requests within the cache TTL read the ring %d times, want 0", n)
+			}
+			_, rec := serveJWKS(t, k)
+			if cc := rec.Header().Get("Cache-Control"); cc != "public, max-age=30" {
+				t.Fatalf("Cache-Control = %q, want the cache TTL", cc)
+			}
+			clk.Add(30 * time.Second)
+			for range 10 {
+				serveJWKS(t, k)
+			}
+			if n := st.reads() - reads; n != 1 {
+				t.Fatalf("after the TTL, 10 requests read the ring %d times, want 1", n)
+			}
+			// A rotation here is published at once, cache or not.
+			k2, err := k.Rotate(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set, _ := serveJWKS(t, k); len(set.Keys) != 2 || len(set.Key(k2.KID)) != 1 {
+				t.Fatalf("JWKS after a local rotation has %d keys, want the new one too", len(set.Keys))
+			}
+		})
+	}
+}
+
+// A key rotated in on one replica is in every replica's JWKS, and in
+// every copy an HTTP cache may hold for max-age, before any replica signs
+// with it: replicas cache the ring for CacheTTL, and the default
+// PrePublish outlasts both caches.
+func TestRotationAcrossReplicas(t *testing.T) {
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
+			st := storagetest.Open(t, be.URL, storage.Options{Now: clk.Now})
+			const ttl = 30 * time.Second
+			replicas := make([]*jwtsign.Keyring, 3)
+			for i := range replicas {
+				replicas[i] = jwtsign.New(st, box(t, 1), jwtsign.Options{Ring: "spread", Now: clk.Now, CacheTTL: ttl})
+				if err := replicas[i].Init(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// What a verifier of each replica holds: the JWKS document as
+			// an HTTP cache keeps it, for max-age.
+			type copyOf struct {
+				set jose.JSONWebKeySet
+				at  time.Time
+			}
+			held := make([]copyOf, len(replicas))
+			fetch := func() {
+				for i, r := range replicas {
+					if held[i].set.Keys == nil || clk.Now().Sub(held[i].at) >= ttl {
+						set, _ := serveJWKS(t, r)
+						held[i] = copyOf{set, clk.Now()}
+					}
+				}
+			}
+			fetch()
+			clk.Add(7 * time.Second)
+			fetch()
+			rotatedAt := clk.Now()
+			newKey, err := replicas[0].Rotate(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signedNew := 0
+			for step := 0; step < 60; step++ { // 3 minutes in 3 s steps
+				clk.Add(3 * time.Second)
+				fetch()
+				for i, r := range replicas {
+					tok, err := r.Sign(ctx, "", map[string]int{"step": step})
+					if err != nil {
+						t.Fatal(err)
+					}
+					jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+					if err != nil {
+						t.Fatal(err)
+					}
+					kid := jws.Signatures[0].Header.KeyID
+					if kid == newKey.KID {
+						signedNew++
+					}
+					for j := range held {
+						if len(held[j].set.Key(kid)) != 1 {
+							t.Fatalf("%s after the rotation replica %d signed with %s, which replica %d's JWKS (fetched %s after it) lacks",
+								clk.Now().Sub(rotatedAt), i, kid, j, held[j].at.Sub(rotatedAt))
+						}
+					}
+				}
+			}
+			if signedNew == 0 {
+				t.Fatal("the rotated-in key never signed")
+			}
+		})
+	}
 }

@@ -160,11 +160,13 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 		return nil, err
 	}
 	byID := map[string]*mdmd.DeviceProfile{}
+	onTheirWay := false
 	for i := range have {
 		h := &have[i]
 		byID[h.Identifier] = h
 		if h.State == mdmd.ProfileInstalling || h.State == mdmd.ProfileRemoving {
 			s.settle(ctx, deviceID, h)
+			onTheirWay = onTheirWay || h.State == mdmd.ProfileInstalling || h.State == mdmd.ProfileRemoving
 		}
 	}
 	onDevice, known := s.installedOnDevice(ctx, deviceID)
@@ -219,6 +221,12 @@ func (s *Service) Reconcile(ctx context.Context, deviceID string, retryFailed bo
 		}
 	}
 	if len(out) == 0 {
+		if onTheirWay {
+			// Nothing new, but an install or removal is still queued (a
+			// device may have deferred it with NotNow): wake the device
+			// so that it is delivered.
+			return nil, s.cmds.Push(ctx, deviceID)
+		}
 		return nil, nil
 	}
 	if _, err := queue(commands.ProfileList{}); err != nil {

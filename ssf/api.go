@@ -3,8 +3,11 @@ package ssf
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -127,9 +130,14 @@ func (t *Transmitter) createStream(reg web.Registrar, w http.ResponseWriter, r *
 	if p != nil {
 		st.OwnerName = p.Name
 	}
-	// The stream's audience, unless the receiver names one: the receiver
-	// as this transmitter knows it, its token.
-	st.Aud, _ = json.Marshal("urn:mdmd:ssf:receiver:" + st.OwnerID)
+	// The stream's audience: the one an administrator set on the
+	// receiver's token, else the receiver as this transmitter knows it,
+	// its token. A request may repeat it, not choose another (apply).
+	aud := "urn:mdmd:ssf:receiver:" + st.OwnerID
+	if p != nil && p.Audience != "" {
+		aud = p.Audience
+	}
+	st.Aud, _ = json.Marshal(aud)
 	if _, err := t.apply(st, m, modeCreate); err != nil {
 		return err
 	}
@@ -222,12 +230,13 @@ func statusInput(r *http.Request) (id, status, reason string, err error) {
 
 // updateStatus is a receiver changing its own stream's status: no
 // stream-updated event (SSF sends one when the transmitter decides).
+// While an administrator's pause or disable is in force it is 403.
 func (t *Transmitter) updateStatus(reg web.Registrar, w http.ResponseWriter, r *http.Request) error {
 	id, status, reason, err := statusInput(r)
 	if err != nil {
 		return err
 	}
-	st, err := t.st.SetSSFStreamStatus(r.Context(), owner(r), id, status, reason, nil)
+	st, err := t.st.SetSSFStreamStatus(r.Context(), owner(r), id, status, reason, mdmd.SSFStatusByReceiver, nil)
 	if err != nil {
 		return err
 	}
@@ -267,10 +276,10 @@ func (t *Transmitter) changeSubject(reg web.Registrar, w http.ResponseWriter, r 
 	sub := &mdmd.SSFSubject{StreamID: id, DeviceKey: device, UserKey: user, Subject: compact}
 	action := "ssf.subject.add"
 	if add {
-		err = t.st.AddSSFSubject(r.Context(), owner(r), sub)
+		err = t.st.AddSSFSubject(r.Context(), owner(r), sub, t.opt.MaxSubjectsPerStream)
 	} else {
 		action = "ssf.subject.remove"
-		err = t.st.RemoveSSFSubject(r.Context(), owner(r), sub)
+		err = t.st.RemoveSSFSubject(r.Context(), owner(r), sub, t.opt.MaxSubjectsPerStream)
 	}
 	if err != nil {
 		return err
@@ -382,15 +391,11 @@ func (t *Transmitter) poll(w http.ResponseWriter, r *http.Request) error {
 	if len(in.Ack) > 10000 || len(in.SetErrs) > 10000 {
 		return mdmd.Errorf(mdmd.EInvalid, "at most 10000 acknowledgements and errors per poll")
 	}
-	errs := map[string]string{}
-	for jti, e := range in.SetErrs {
-		errs[jti] = e.Err + ": " + e.Description
-		t.log.Warn("receiver reported a bad SET", "stream_id", id, "jti", jti, "err", e.Err, "description", e.Description)
-	}
+	acks := slices.DeleteFunc(in.Ack, func(jti string) bool { return jti == "" || len(jti) > maxJTI })
+	errs := t.setErrs(id, in.SetErrs)
 	// Long poll: ask the database again until a SET is due or the wait
 	// ends, so that any replica's fan-out wakes any replica's poll.
 	deadline := time.Now().Add(t.opt.PollMaxWait)
-	acks := in.Ack
 	var sets []mdmd.SSFSet
 	var more bool
 	for {
@@ -416,6 +421,56 @@ func (t *Transmitter) poll(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// Bounds on what a receiver reports in setErrs (RFC 8936 §2.4.1).
+const (
+	maxSetErrs           = 1000 // entries processed per poll; the rest stay outstanding and come back
+	maxSetErrCode        = 64   // characters of an error code kept
+	maxSetErrDescription = 256  // characters of a description kept
+	maxJTI               = 100  // no SET of mdmd has a longer jti
+)
+
+// setErrs turns a poll's setErrs into the failures to record: at most
+// maxSetErrs of them (by jti order), each message cut short, logged once
+// for the poll rather than once per entry.
+func (t *Transmitter) setErrs(streamID string, in map[string]setError) map[string]string {
+	if len(in) == 0 {
+		return nil
+	}
+	jtis := slices.DeleteFunc(slices.Sorted(maps.Keys(in)), func(jti string) bool { return jti == "" || len(jti) > maxJTI })
+	ignored := len(in) - len(jtis)
+	if len(jtis) > maxSetErrs {
+		ignored += len(jtis) - maxSetErrs
+		jtis = jtis[:maxSetErrs]
+	}
+	out := make(map[string]string, len(jtis))
+	for _, jti := range jtis {
+		e := in[jti]
+		out[jti] = strings.TrimSuffix(clipRunes(e.Err, maxSetErrCode)+": "+clipRunes(e.Description, maxSetErrDescription), ": ")
+	}
+	if len(jtis) > 0 {
+		t.log.Warn("receiver reported bad SETs", "stream_id", streamID, "count", len(jtis), "ignored", ignored,
+			"example_jti", jtis[0], "example_err", out[jtis[0]])
+	} else {
+		t.log.Warn("receiver reported bad SETs that are none of mdmd's", "stream_id", streamID, "ignored", ignored)
+	}
+	return out
+}
+
+// clipRunes cuts s to at most n characters.
+func clipRunes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := 0
+	for j := range s {
+		if i == n {
+			return s[:j]
+		}
+		i++
+	}
+	return s
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -473,7 +528,7 @@ func (t *Transmitter) adminStatus(reg web.Registrar, w http.ResponseWriter, r *h
 	if err != nil {
 		return err
 	}
-	if st, err = t.st.SetSSFStreamStatus(r.Context(), "", id, status, reason, set); err != nil {
+	if st, err = t.st.SetSSFStreamStatus(r.Context(), "", id, status, reason, mdmd.SSFStatusByAdmin, set); err != nil {
 		return err
 	}
 	reg.Audit(r, "ssf.stream.status", "ssf_stream", id, mdmd.OutcomeSuccess, reason, map[string]string{"status": status, "by": "transmitter"})

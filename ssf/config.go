@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -199,27 +198,19 @@ func (t *Transmitter) apply(st *mdmd.SSFStream, m map[string]json.RawMessage, mo
 	} else if ok && iss != t.issuer {
 		return false, mdmd.FieldError("iss", "must be %q", t.issuer)
 	}
+	// aud is the receiver's, as this transmitter knows it (createStream
+	// sets it from the token): a receiver may send it back, never choose
+	// it, lest it obtain SETs addressed to another receiver's audience.
 	if raw, ok := m["aud"]; ok && !isNull(raw) {
 		want, err := audience(raw)
 		if err != nil {
 			return false, err
 		}
-		if mode == modeCreate {
-			// mdmd lets a receiver name its audience when it creates the
-			// stream; after that aud never changes.
-			if len(want) == 0 || len(want) > 5 {
-				return false, mdmd.FieldError("aud", "1 to 5 values")
+		if have, _ := audience(json.RawMessage(st.Aud)); !slices.Equal(have, want) {
+			if mode == modeCreate {
+				return false, mdmd.FieldError("aud", "must be %s or left out: a stream's audience is its receiver's, which an administrator sets on the receiver's token",
+					string(st.Aud))
 			}
-			for _, a := range want {
-				if a == "" || len(a) > 500 || !utf8.ValidString(a) {
-					return false, mdmd.FieldError("aud", "each value must be 1 to 500 characters")
-				}
-			}
-			st.Aud, _ = json.Marshal(want)
-			if len(want) == 1 {
-				st.Aud, _ = json.Marshal(want[0])
-			}
-		} else if have, _ := audience(json.RawMessage(st.Aud)); !slices.Equal(have, want) {
 			return false, mdmd.FieldError("aud", "cannot be changed")
 		}
 	}
@@ -346,7 +337,7 @@ func (t *Transmitter) applyDelivery(st *mdmd.SSFStream, raw json.RawMessage, mod
 	}
 	switch method {
 	case mdmd.SSFDeliveryPush:
-		if err := checkPushURL(endpoint); err != nil {
+		if err := t.checkPushURL(endpoint); err != nil {
 			return err
 		}
 		if len(auth) > 4096 || strings.ContainsAny(auth, "\r\n\x00") {
@@ -374,10 +365,11 @@ func (t *Transmitter) applyDelivery(st *mdmd.SSFStream, raw json.RawMessage, mod
 	return nil
 }
 
-// checkPushURL accepts an absolute https URL, or an http one on the
-// loopback interface (local receivers, tests). Credentials belong in
-// authorization_header, not the URL.
-func checkPushURL(s string) error {
+// checkPushURL accepts an absolute https URL whose host is not an
+// internal address (see target.go); with AllowPrivateTargets, any https
+// URL and http to 127.0.0.1, ::1 and localhost (local receivers, tests).
+// Credentials belong in authorization_header, not the URL.
+func (t *Transmitter) checkPushURL(s string) error {
 	field := "delivery.endpoint_url"
 	if s == "" {
 		return mdmd.FieldError(field, "required for push delivery")
@@ -386,29 +378,32 @@ func checkPushURL(s string) error {
 		return mdmd.FieldError(field, "at most 2048 characters")
 	}
 	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" {
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Hostname() == "" {
 		return mdmd.FieldError(field, "must be an absolute URL")
 	}
 	if u.User != nil || u.Fragment != "" {
 		return mdmd.FieldError(field, "must have no user information or fragment")
 	}
+	host := u.Hostname()
+	if numericHost(host) {
+		return mdmd.FieldError(field, "the host %q is neither a DNS name nor an IP address in standard form", host)
+	}
+	allow := t.opt.AllowPrivateTargets
 	switch u.Scheme {
 	case "https":
+		if !allow && internalHost(host) {
+			return mdmd.FieldError(field, "must not point at a loopback, private, link-local or otherwise internal address (%s)", host)
+		}
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if allow && isLoopback(host) {
 			return nil
 		}
 	}
-	return mdmd.FieldError(field, "must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
+	if allow {
+		return mdmd.FieldError(field, "must use https (http is allowed only for 127.0.0.1, ::1 and localhost)")
 	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return mdmd.FieldError(field, "must use https")
 }
 
 func sameSet(a, b []string) bool {

@@ -29,10 +29,19 @@ const (
 // SETs go out in order per device, several devices at once. The first
 // failure other than a 400 stops the stream and defers it with backoff,
 // so a receiver that is down gets its SETs, in order, once it is back.
+//
+// A run starts no POST once its lease nears its end (sendWindow after the
+// claim: every POST then ends a fifth of the lease before it, time enough
+// to record the outcome): the SETs it did not reach stay due for the next
+// claim, so no other replica ever sends a stream's SETs while this one
+// still is, and none goes out twice or out of order for that.
 func (t *Transmitter) Push(ctx context.Context) (int, error) {
 	total := 0
 	for ctx.Err() == nil {
 		owner := t.opt.Replica + "/" + randHex(6)
+		// Taken before the claim, so never later than the database's
+		// lease start.
+		stopSending := time.Now().Add(t.sendWindow)
 		batches, err := t.st.ClaimSSFPush(ctx, owner, t.opt.PushLease, t.opt.PushStreams, t.opt.PushBatch)
 		if err != nil || len(batches) == 0 {
 			return total, err
@@ -45,7 +54,7 @@ func (t *Transmitter) Push(ctx context.Context) (int, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := t.pushStream(ctx, b)
+				res := t.pushStream(ctx, b, stopSending)
 				// Record the outcome even if ctx ended: what was delivered
 				// must not be sent again.
 				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -73,8 +82,8 @@ func (t *Transmitter) Push(ctx context.Context) (int, error) {
 }
 
 // pushStream POSTs a claimed batch: SETs of one subject in order, up to
-// PushConcurrency subjects at once.
-func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch) storage.SSFPushResult {
+// PushConcurrency subjects at once, none started after stopSending.
+func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch, stopSending time.Time) storage.SSFPushResult {
 	res := storage.SSFPushResult{Failed: map[int64]string{}}
 	st := b.Stream
 	var auth string
@@ -97,8 +106,11 @@ func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch) stora
 	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
+	// Every POST ends by then, whatever is left of its own timeout.
+	endBy := stopSending.Add(t.opt.PushTimeout)
 	var mu sync.Mutex
 	var reason string
+	late := 0 // SETs left for the next claim: the lease was running out
 	work := make(chan []mdmd.SSFSet)
 	var wg sync.WaitGroup
 	for range min(t.opt.PushConcurrency, len(order)) {
@@ -106,11 +118,18 @@ func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch) stora
 		go func() {
 			defer wg.Done()
 			for group := range work {
-				for _, s := range group {
+				for i, s := range group {
 					if sctx.Err() != nil {
 						break
 					}
-					outcome, msg := t.pushOne(sctx, st, auth, s)
+					if !time.Now().Before(stopSending) {
+						// The rest of this subject's SETs wait, in order.
+						mu.Lock()
+						late += len(group) - i
+						mu.Unlock()
+						break
+					}
+					outcome, msg := t.pushOne(sctx, st, auth, s, endBy)
 					mu.Lock()
 					switch outcome {
 					case pushDelivered:
@@ -133,7 +152,13 @@ func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch) stora
 			}
 		}()
 	}
-	for _, key := range order {
+	for i, key := range order {
+		if !time.Now().Before(stopSending) {
+			for _, k := range order[i:] {
+				late += len(groups[k])
+			}
+			break
+		}
 		select {
 		case work <- groups[key]:
 		case <-sctx.Done():
@@ -144,6 +169,9 @@ func (t *Transmitter) pushStream(ctx context.Context, b mdmd.SSFPushBatch) stora
 	}
 	close(work)
 	wg.Wait()
+	if late > 0 {
+		t.log.Debug("push run reached the end of its lease; the rest of the stream waits for the next claim", "stream_id", st.ID, "left", late)
+	}
 	if reason != "" && ctx.Err() == nil {
 		return t.deferStream(st, res, reason)
 	}
@@ -160,13 +188,18 @@ func (t *Transmitter) deferStream(st mdmd.SSFStream, res storage.SSFPushResult, 
 	return res
 }
 
-// pushOne signs one SET and POSTs it (RFC 8935 §2).
-func (t *Transmitter) pushOne(ctx context.Context, st mdmd.SSFStream, auth string, s mdmd.SSFSet) (pushOutcome, string) {
+// pushOne signs one SET and POSTs it (RFC 8935 §2), giving up at
+// PushTimeout or endBy, whichever comes first.
+func (t *Transmitter) pushOne(ctx context.Context, st mdmd.SSFStream, auth string, s mdmd.SSFSet, endBy time.Time) (pushOutcome, string) {
 	token, err := t.opt.Keys.Sign(ctx, TypSET, json.RawMessage(s.Claims))
 	if err != nil {
 		return pushRetry, "signing: " + err.Error()
 	}
-	rctx, cancel := context.WithTimeout(ctx, t.opt.PushTimeout)
+	until := time.Now().Add(t.opt.PushTimeout)
+	if endBy.Before(until) {
+		until = endBy
+	}
+	rctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, st.EndpointURL, strings.NewReader(token))
 	if err != nil {

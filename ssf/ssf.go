@@ -112,18 +112,34 @@ type Options struct {
 	// Replica names this process in push leases.
 	Replica string
 
-	// HTTPClient pushes SETs. The default follows no redirects.
+	// HTTPClient pushes SETs. The default follows no redirects, uses no
+	// proxy and, unless AllowPrivateTargets, refuses to connect to an
+	// internal address (checked on the address it dials, after DNS). A
+	// client given here is used as it is: it must do the same.
 	HTTPClient *http.Client
+	// AllowPrivateTargets lets push streams reach loopback, private,
+	// link-local and other internal addresses, and plain http to
+	// 127.0.0.1, ::1 and localhost (tests, a receiver on the same host).
+	// Off by default: a receiver token could otherwise make mdmd POST to
+	// internal services (SSRF). Push URLs are https otherwise.
+	AllowPrivateTargets bool
 	// PushConcurrency bounds the POSTs in flight per stream (default 8);
 	// PushStreams the streams pushed at once (default 4).
 	PushConcurrency int
 	PushStreams     int
 	// PushTimeout bounds one POST (default 10 s).
 	PushTimeout time.Duration
-	// PushBatch is how many SETs of a stream one lease covers (default 200).
-	PushBatch int
-	// PushLease is how long a replica holds a stream it pushes (default 2 min).
+	// PushLease is how long a replica holds a stream it pushes (default 2
+	// min). A run sends no new SET after the claim time plus PushLease
+	// less a fifth of it (for recording the outcome and clock skew) less
+	// PushTimeout, so that every POST it makes ends before another
+	// replica may take the stream over; the SETs it did not reach stay
+	// due, in order. PushLease must exceed 1.25 × PushTimeout.
 	PushLease time.Duration
+	// PushBatch is how many SETs of a stream one lease covers (default
+	// 200), capped so that PushBatch / PushConcurrency rounds of
+	// PushTimeout fit in that sending window (64 with the defaults).
+	PushBatch int
 	// RetryBackoff is how long a stream waits after its n-th failed push
 	// in a row (default jobs.Backoff: 2 s doubling to 30 min).
 	RetryBackoff func(n int) time.Duration
@@ -141,6 +157,10 @@ type Options struct {
 	MinVerificationInterval time.Duration
 	// MaxStreamsPerReceiver bounds each receiver's streams (default 10).
 	MaxStreamsPerReceiver int
+	// MaxSubjectsPerStream bounds the subjects of a stream (its
+	// exclusions, on an all-subjects stream): one more is 409 (default
+	// 10,000).
+	MaxSubjectsPerStream int
 	// Interval is how often Run looks for new events and due SETs
 	// (default 1 s).
 	Interval time.Duration
@@ -159,6 +179,8 @@ type Transmitter struct {
 	issuer string
 	client *http.Client
 	wake   chan struct{}
+	// sendWindow is how long after a claim a push run may start a POST.
+	sendWindow time.Duration
 }
 
 // New returns a Transmitter.
@@ -188,12 +210,21 @@ func New(st *storage.Store, opt Options) (*Transmitter, error) {
 	if opt.PushTimeout <= 0 {
 		opt.PushTimeout = 10 * time.Second
 	}
-	if opt.PushBatch <= 0 {
-		opt.PushBatch = 200
-	}
 	if opt.PushLease <= 0 {
 		opt.PushLease = 2 * time.Minute
 	}
+	// A run starts no POST after sendWindow, so the last one ends a fifth
+	// of the lease before it runs out: time to record the outcome, and
+	// slack for the replicas' clocks.
+	sendWindow := opt.PushLease - opt.PushLease/5 - opt.PushTimeout
+	if sendWindow <= 0 {
+		return nil, fmt.Errorf("ssf: the push lease (%s) must exceed 1.25 × the push timeout (%s)", opt.PushLease, opt.PushTimeout)
+	}
+	maxBatch := opt.PushConcurrency * max(int(sendWindow/opt.PushTimeout), 1)
+	if opt.PushBatch <= 0 {
+		opt.PushBatch = 200
+	}
+	opt.PushBatch = min(opt.PushBatch, maxBatch)
 	if opt.RetryBackoff == nil {
 		opt.RetryBackoff = jobs.Backoff
 	}
@@ -212,6 +243,9 @@ func New(st *storage.Store, opt Options) (*Transmitter, error) {
 	if opt.MaxStreamsPerReceiver <= 0 {
 		opt.MaxStreamsPerReceiver = 10
 	}
+	if opt.MaxSubjectsPerStream <= 0 {
+		opt.MaxSubjectsPerStream = 10000
+	}
 	if opt.Interval <= 0 {
 		opt.Interval = time.Second
 	}
@@ -223,12 +257,10 @@ func New(st *storage.Store, opt Options) (*Transmitter, error) {
 	}
 	client := opt.HTTPClient
 	if client == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = opt.PushConcurrency * opt.PushStreams
-		client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		client = pushClient(opt.PushConcurrency*opt.PushStreams, opt.AllowPrivateTargets)
 	}
 	return &Transmitter{st: st, opt: opt, log: opt.Logger, issuer: strings.TrimSuffix(iss.String(), "/"), client: client,
-		wake: make(chan struct{}, 1)}, nil
+		wake: make(chan struct{}, 1), sendWindow: sendWindow}, nil
 }
 
 // Issuer returns the transmitter's issuer.

@@ -47,6 +47,7 @@ type env struct {
 	keys  *jwtsign.Keyring
 	srv   *httptest.Server
 	admin string
+	opt   ssf.Options
 }
 
 func newEnv(t testing.TB, dbURL string, tune func(*ssf.Options)) *env {
@@ -60,9 +61,12 @@ func newEnv(t testing.TB, dbURL string, tune func(*ssf.Options)) *env {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	keys := ssf.NewKeyring(st, bx, log)
+	// A rotated-in key signs at once here (one replica), so that a test
+	// sees the new kid without waiting out the pre-publication.
+	keys := jwtsign.New(st, bx, jwtsign.Options{Ring: ssf.KeyRing, MaxTokenLifetime: ssf.KeyRetention, Logger: log, PrePublish: -1})
+	// Receivers are httptest servers on 127.0.0.1.
 	opt := ssf.Options{Issuer: srv.URL, Keys: keys, Box: bx, Logger: log, RetryBackoff: func(int) time.Duration { return 20 * time.Millisecond },
-		PollMaxWait: 500 * time.Millisecond}
+		PollMaxWait: 500 * time.Millisecond, AllowPrivateTargets: true}
 	if tune != nil {
 		tune(&opt)
 	}
@@ -75,20 +79,27 @@ func newEnv(t testing.TB, dbURL string, tune func(*ssf.Options)) *env {
 	root.Mount("/api", api)
 	tr.RegisterPublic(root)
 	handler = root
-	e := &env{t: t, st: st, tr: tr, keys: keys, srv: srv}
+	e := &env{t: t, st: st, tr: tr, keys: keys, srv: srv, opt: opt}
 	e.admin = e.token(mdmd.RoleAdmin)
 	return e
 }
 
 func (e *env) token(role mdmd.Role) string {
 	e.t.Helper()
+	secretTok, _ := e.tokenID(role)
+	return secretTok
+}
+
+// tokenID mints a token and returns its secret and its ID.
+func (e *env) tokenID(role mdmd.Role) (string, string) {
+	e.t.Helper()
 	secretTok, hash := auth.NewToken()
-	err := e.st.CreateAPIToken(ctx, &mdmd.APIToken{Name: string(role) + "-" + hash[:6], Role: role, Hash: hash,
-		Prefix: auth.DisplayPrefix(secretTok), ExpiresAt: time.Now().Add(time.Hour)})
-	if err != nil {
+	tok := &mdmd.APIToken{Name: string(role) + "-" + hash[:6], Role: role, Hash: hash,
+		Prefix: auth.DisplayPrefix(secretTok), ExpiresAt: time.Now().Add(time.Hour)}
+	if err := e.st.CreateAPIToken(ctx, tok); err != nil {
 		e.t.Fatal(err)
 	}
-	return secretTok
+	return secretTok, tok.ID
 }
 
 // call makes a request with a bearer token and decodes a JSON answer.
@@ -414,16 +425,16 @@ func TestPushEndToEnd(t *testing.T) {
 	for _, be := range storagetest.Backends(t) {
 		t.Run(be.Name, func(t *testing.T) {
 			e := newEnv(t, be.URL, nil)
-			tok := e.token(mdmd.RoleSSFReceiver)
+			tok, tokID := e.tokenID(mdmd.RoleSSFReceiver)
 			rx := newReceiver(t, e.srv.URL, tok)
 
 			var cfg map[string]any
 			code := e.call(tok, "POST", rx.meta.ConfigurationEndpoint, map[string]any{
 				"delivery":         map[string]any{"method": methodPush, "endpoint_url": rx.srv.URL + "/events", "authorization_header": "Bearer rx-secret"},
 				"events_requested": []string{caepCompliance, caepRisk, "urn:example:unknown"},
-				"description":      "IdP", "aud": "https://idp.example.com",
+				"description":      "IdP",
 			}, &cfg)
-			if code != 201 || cfg["iss"] != e.srv.URL || cfg["aud"] != "https://idp.example.com" || cfg["stream_id"] == "" ||
+			if code != 201 || cfg["iss"] != e.srv.URL || cfg["aud"] != "urn:mdmd:ssf:receiver:"+tokID || cfg["stream_id"] == "" ||
 				fmt.Sprint(cfg["events_delivered"]) != fmt.Sprint([]string{caepCompliance, caepRisk}) {
 				t.Fatalf("create: %d %v", code, cfg)
 			}

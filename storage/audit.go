@@ -86,3 +86,18 @@ func (s *Store) AuditRange(ctx context.Context, after int64, limit int) ([]mdmd.
 	err := s.table(ctx, "audit_events").Where("seq > ?", after).Order("seq").Limit(limitOf(limit)).Find(&out).Error
 	return out, dbErr(err, "audit events")
 }
+
+// AuditRangeBetween is AuditRange limited to entries at or after since and
+// before until (either zero for no bound): what an export writes.
+func (s *Store) AuditRangeBetween(ctx context.Context, after int64, since, until time.Time, limit int) ([]mdmd.AuditEvent, error) {
+	q := s.table(ctx, "audit_events").Where("seq > ?", after)
+	if !since.IsZero() {
+		q = q.Where("at >= ?", since.UTC())
+	}
+	if !until.IsZero() {
+		q = q.Where("at < ?", until.UTC())
+	}
+	var out []mdmd.AuditEvent
+	err := q.Order("seq").Limit(limitOf(limit)).Find(&out).Error
+	return out, dbErr(err, "audit events")
+}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -45,9 +47,19 @@ func validSSFStream(st *mdmd.SSFStream) error {
 		return mdmd.FieldError("subject_format", "unknown subject format %q", st.SubjectFormat)
 	case !slices.Contains(mdmd.SSFStatuses, st.Status):
 		return mdmd.FieldError("status", "unknown status %q", st.Status)
+	case st.StatusBy != mdmd.SSFStatusByReceiver && st.StatusBy != mdmd.SSFStatusByAdmin:
+		return mdmd.FieldError("status_by", "unknown status setter %q", st.StatusBy)
 	}
 	return nil
 }
+
+// ssfOwnerLive is the condition, on a stream aliased s, that its owner
+// is not a revoked or expired API token: a dead receiver's streams take
+// no events and are not pushed (nor can it poll: its token no longer
+// authenticates). The owner is the principal that created the stream,
+// an API token of role ssf_receiver; a stream whose owner is not a
+// token at all is not affected. Its one argument is the time now.
+const ssfOwnerLive = `NOT EXISTS (SELECT 1 FROM api_tokens k WHERE k.id = s.owner_id AND (k.revoked_at IS NOT NULL OR k.expires_at <= ?))`
 
 func (s *Store) forUpdate() string {
 	if s.dialect == migrations.Postgres {
@@ -71,6 +83,9 @@ func (s *Store) CreateSSFStream(ctx context.Context, st *mdmd.SSFStream, maxPerO
 	}
 	if st.Status == "" {
 		st.Status = mdmd.SSFStatusEnabled
+	}
+	if st.StatusBy == "" {
+		st.StatusBy = mdmd.SSFStatusByReceiver
 	}
 	if err := validSSFStream(st); err != nil {
 		return err
@@ -140,7 +155,7 @@ func (s *Store) UpdateSSFStream(ctx context.Context, st *mdmd.SSFStream, clearSu
 		if len(cur) == 0 {
 			return mdmd.Errorf(mdmd.ENotFound, "no stream %s", st.ID)
 		}
-		st.Aud, st.Status, st.StatusReason, st.CreatedAt = cur[0].Aud, cur[0].Status, cur[0].StatusReason, cur[0].CreatedAt
+		st.Aud, st.Status, st.StatusReason, st.StatusBy, st.CreatedAt = cur[0].Aud, cur[0].Status, cur[0].StatusReason, cur[0].StatusBy, cur[0].CreatedAt
 		if err := validSSFStream(st); err != nil {
 			return err
 		}
@@ -194,13 +209,20 @@ func (s *Store) DeleteSSFStream(ctx context.Context, ownerID, id string) error {
 	return nil
 }
 
-// SetSSFStreamStatus changes a stream's status. Disabling drops the
-// SETs the stream holds; enabling makes its held SETs due at once.
-// control, if given, is queued in the same transaction after the drop
-// (a stream-updated SET, which is delivered whatever the status).
-func (s *Store) SetSSFStreamStatus(ctx context.Context, ownerID, id, status, reason string, control *mdmd.SSFSet) (*mdmd.SSFStream, error) {
+// SetSSFStreamStatus changes a stream's status on behalf of by
+// (mdmd.SSFStatusByReceiver or mdmd.SSFStatusByAdmin) and records who set
+// it. While an administrator's pause or disable is in force, a receiver's
+// change is EForbidden; an administrator may change it, and an
+// administrator's enable hands the status back to the receiver.
+// Disabling drops the SETs the stream holds; enabling makes its held SETs
+// due at once. control, if given, is queued in the same transaction after
+// the drop (a stream-updated SET, which is delivered whatever the status).
+func (s *Store) SetSSFStreamStatus(ctx context.Context, ownerID, id, status, reason, by string, control *mdmd.SSFSet) (*mdmd.SSFStream, error) {
 	if !slices.Contains(mdmd.SSFStatuses, status) {
 		return nil, mdmd.FieldError("status", "must be enabled, paused or disabled, got %q", status)
+	}
+	if by != mdmd.SSFStatusByReceiver && by != mdmd.SSFStatusByAdmin {
+		return nil, mdmd.FieldError("status_by", "must be %q or %q, got %q", mdmd.SSFStatusByReceiver, mdmd.SSFStatusByAdmin, by)
 	}
 	if len(reason) > 500 {
 		return nil, mdmd.FieldError("reason", "at most 500 characters")
@@ -220,8 +242,15 @@ func (s *Store) SetSSFStreamStatus(ctx context.Context, ownerID, id, status, rea
 		if len(cur) == 0 {
 			return mdmd.Errorf(mdmd.ENotFound, "no stream %s", id)
 		}
+		if c := cur[0]; by == mdmd.SSFStatusByReceiver && c.StatusBy == mdmd.SSFStatusByAdmin && c.Status != mdmd.SSFStatusEnabled {
+			why := ""
+			if c.StatusReason != "" {
+				why = " (" + c.StatusReason + ")"
+			}
+			return mdmd.Errorf(mdmd.EForbidden, "stream %s was %s by an administrator%s: only an administrator can change its status", id, c.Status, why)
+		}
 		now := tx.Now()
-		upd := map[string]any{"status": status, "status_reason": reason, "updated_at": now}
+		upd := map[string]any{"status": status, "status_reason": reason, "status_by": by, "updated_at": now}
 		if status == mdmd.SSFStatusEnabled {
 			upd["push_next_at"] = now
 		}
@@ -249,19 +278,22 @@ func (s *Store) SetSSFStreamStatus(ctx context.Context, ownerID, id, status, rea
 }
 
 // AddSSFSubject adds a subject to a receiver's stream. On a stream that
-// has every subject, it takes the subject off the exclusions instead.
-func (s *Store) AddSSFSubject(ctx context.Context, ownerID string, sub *mdmd.SSFSubject) error {
-	return s.subjectChange(ctx, ownerID, sub, true)
+// has every subject, it takes the subject off the exclusions instead. A
+// stream holds at most maxRows subject rows (0: no limit): one more is
+// EConflict.
+func (s *Store) AddSSFSubject(ctx context.Context, ownerID string, sub *mdmd.SSFSubject, maxRows int) error {
+	return s.subjectChange(ctx, ownerID, sub, true, maxRows)
 }
 
 // RemoveSSFSubject removes a subject from a receiver's stream. On a
-// stream that has every subject, it excludes the subject instead.
-// Removing a subject the stream does not have is no error.
-func (s *Store) RemoveSSFSubject(ctx context.Context, ownerID string, sub *mdmd.SSFSubject) error {
-	return s.subjectChange(ctx, ownerID, sub, false)
+// stream that has every subject, it excludes the subject instead (an
+// exclusion is a row, under the same maxRows). Removing a subject the
+// stream does not have is no error.
+func (s *Store) RemoveSSFSubject(ctx context.Context, ownerID string, sub *mdmd.SSFSubject, maxRows int) error {
+	return s.subjectChange(ctx, ownerID, sub, false, maxRows)
 }
 
-func (s *Store) subjectChange(ctx context.Context, ownerID string, sub *mdmd.SSFSubject, add bool) error {
+func (s *Store) subjectChange(ctx context.Context, ownerID string, sub *mdmd.SSFSubject, add bool, maxRows int) error {
 	switch {
 	case sub.DeviceKey == "" && sub.UserKey == "":
 		return mdmd.FieldError("subject", "names no device or user")
@@ -271,17 +303,43 @@ func (s *Store) subjectChange(ctx context.Context, ownerID string, sub *mdmd.SSF
 		return mdmd.FieldError("subject", "must be JSON")
 	}
 	return s.Tx(ctx, func(tx *Store) error {
-		st, err := tx.GetSSFStream(ctx, ownerID, sub.StreamID)
-		if err != nil {
-			return err
+		// The stream row is locked so that concurrent adds cannot pass the
+		// row limit together.
+		var cur []mdmd.SSFStream
+		if err := tx.db.WithContext(ctx).Raw("SELECT * FROM ssf_streams WHERE id = ? AND owner_id = ?"+tx.forUpdate(),
+			sub.StreamID, ownerID).Scan(&cur).Error; err != nil {
+			return dbErr(err, "stream")
 		}
-		keep := add != st.AllSubjects // a row is an inclusion, or on an all-subjects stream an exclusion
+		if len(cur) == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "no stream %s", sub.StreamID)
+		}
+		keep := add != cur[0].AllSubjects // a row is an inclusion, or on an all-subjects stream an exclusion
 		where := tx.table(ctx, "ssf_subjects").Where("stream_id = ? AND device_key = ? AND user_key = ?", sub.StreamID, sub.DeviceKey, sub.UserKey)
 		if !keep {
 			return dbErr(where.Delete(&mdmd.SSFSubject{}).Error, "stream subject")
 		}
+		if maxRows > 0 {
+			var have []string
+			if err := tx.table(ctx, "ssf_subjects").Where("stream_id = ? AND device_key = ? AND user_key = ?", sub.StreamID, sub.DeviceKey, sub.UserKey).
+				Limit(1).Pluck("stream_id", &have).Error; err != nil {
+				return dbErr(err, "stream subjects")
+			}
+			if len(have) == 0 {
+				var n int64
+				if err := tx.table(ctx, "ssf_subjects").Where("stream_id = ?", sub.StreamID).Count(&n).Error; err != nil {
+					return dbErr(err, "stream subjects")
+				}
+				if n >= int64(maxRows) {
+					what := "subjects"
+					if cur[0].AllSubjects {
+						what = "excluded subjects"
+					}
+					return mdmd.Errorf(mdmd.EConflict, "stream %s already has %d %s, the most a stream may have; remove some first", sub.StreamID, n, what)
+				}
+			}
+		}
 		sub.CreatedAt = tx.Now()
-		err = tx.table(ctx, "ssf_subjects").Clauses(clause.OnConflict{
+		err := tx.table(ctx, "ssf_subjects").Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "stream_id"}, {Name: "device_key"}, {Name: "user_key"}},
 			DoUpdates: clause.AssignmentColumns([]string{"subject"}),
 		}).Create(sub).Error
@@ -297,11 +355,19 @@ func (s *Store) ListSSFSubjects(ctx context.Context, streamID string) ([]mdmd.SS
 }
 
 // SSFFanoutStreams returns the streams that take new events: the enabled
-// and the paused ones.
+// and the paused ones whose owner's token is neither revoked nor expired.
+// Called in a transaction, it holds them (FOR SHARE on PostgreSQL) until
+// commit, so a status change that races the fan-out waits for it and then
+// drops what it queued, instead of leaving SETs on a disabled stream.
+// SQLite runs one write transaction at a time.
 func (s *Store) SSFFanoutStreams(ctx context.Context) ([]mdmd.SSFStream, error) {
+	lock := ""
+	if s.dialect == migrations.Postgres {
+		lock = " FOR SHARE"
+	}
 	var out []mdmd.SSFStream
-	err := s.table(ctx, "ssf_streams").Where("status IN ?", []string{mdmd.SSFStatusEnabled, mdmd.SSFStatusPaused}).
-		Order("id").Find(&out).Error
+	err := s.db.WithContext(ctx).Raw("SELECT * FROM ssf_streams s WHERE s.status IN ? AND "+ssfOwnerLive+" ORDER BY s.id"+lock,
+		[]string{mdmd.SSFStatusEnabled, mdmd.SSFStatusPaused}, s.Now()).Scan(&out).Error
 	return out, dbErr(err, "streams")
 }
 
@@ -373,9 +439,11 @@ func (s *Store) RequestSSFVerification(ctx context.Context, ownerID, streamID st
 
 // ClaimSSFPush leases up to streams push streams that have SETs due and
 // returns each with up to perStream of them, oldest first: every SET of
-// an enabled stream, only control SETs of a paused or disabled one. A
+// an enabled stream, only control SETs of a paused or disabled one.
+// Streams whose owner's token is revoked or expired are not claimed. A
 // stream is held by one claimer until FinishSSFPush or the lease ends;
-// PostgreSQL claimers skip each other's rows.
+// PostgreSQL claimers skip each other's rows. The claimer must stop
+// sending before the lease ends (Transmitter.Push does).
 func (s *Store) ClaimSSFPush(ctx context.Context, owner string, lease time.Duration, streams, perStream int) ([]mdmd.SSFPushBatch, error) {
 	if owner == "" || streams <= 0 || perStream <= 0 || lease <= 0 {
 		return nil, mdmd.FieldError("claim", "owner, counts and lease are required")
@@ -388,9 +456,10 @@ func (s *Store) ClaimSSFPush(ctx context.Context, owner string, lease time.Durat
 SELECT s.id FROM ssf_streams s WHERE s.delivery_method = ? AND s.push_next_at <= ?
 AND (s.push_lease_until IS NULL OR s.push_lease_until < ?)
 AND EXISTS (SELECT 1 FROM ssf_sets t WHERE t.stream_id = s.id AND t.state = ? AND (t.control OR s.status = ?))
+AND ` + ssfOwnerLive + `
 ORDER BY s.push_next_at, s.id LIMIT ?` + tx.skipLocked() + `) RETURNING *`
 		err := tx.db.WithContext(ctx).Raw(q, owner, now.Add(lease), mdmd.SSFDeliveryPush, now, now,
-			mdmd.SETPending, mdmd.SSFStatusEnabled, streams).Scan(&claimed).Error
+			mdmd.SETPending, mdmd.SSFStatusEnabled, now, streams).Scan(&claimed).Error
 		if err != nil {
 			return dbErr(err, "streams")
 		}
@@ -478,9 +547,20 @@ func (s *Store) PollSSFSets(ctx context.Context, streamID string, acks []string,
 				return dbErr(err, "SET queue")
 			}
 		}
-		for jti, msg := range errs {
-			err := tx.table(ctx, "ssf_sets").Where("stream_id = ? AND jti = ? AND state IN ?", streamID, jti, open).
-				Updates(map[string]any{"state": mdmd.SETFailed, "done_at": now, "last_error": truncate(msg, 500)}).Error
+		// The SETs a receiver reports bad, a statement per chunk: each gets
+		// its own message through a CASE on the jti.
+		jtis := slices.Sorted(maps.Keys(errs))
+		for chunk := range slices.Chunk(jtis, ssfChunk) {
+			var b strings.Builder
+			args := make([]any, 0, 2*len(chunk))
+			b.WriteString("CASE jti")
+			for _, jti := range chunk {
+				b.WriteString(" WHEN ? THEN ?")
+				args = append(args, jti, truncate(errs[jti], 500))
+			}
+			b.WriteString(" END")
+			err := tx.table(ctx, "ssf_sets").Where("stream_id = ? AND jti IN ? AND state IN ?", streamID, chunk, open).
+				Updates(map[string]any{"state": mdmd.SETFailed, "done_at": now, "last_error": gorm.Expr(b.String(), args...)}).Error
 			if err != nil {
 				return dbErr(err, "SET queue")
 			}
@@ -550,9 +630,13 @@ func (s *Store) PruneSSFSets(ctx context.Context, doneBefore, expireBefore time.
 	return res.RowsAffected, expired, dbErr(res.Error, "SET queue")
 }
 
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && s[n]&0xC0 == 0x80 {
+		n--
 	}
 	return s[:n]
 }

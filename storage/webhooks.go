@@ -71,10 +71,18 @@ func (s *Store) ListWebhookEndpoints(ctx context.Context) ([]mdmd.WebhookEndpoin
 
 // UpdateWebhookEndpoint changes the fields u sets. A rejected change
 // changes nothing. Any change of Enabled by this call clears the reason
-// mdmd gave for disabling the endpoint.
+// mdmd gave for disabling the endpoint; disabling holds the endpoint's
+// pending deliveries and enabling releases them (holdWebhookDeliveries).
 func (s *Store) UpdateWebhookEndpoint(ctx context.Context, id string, u mdmd.WebhookEndpointUpdate) (*mdmd.WebhookEndpoint, error) {
 	var out *mdmd.WebhookEndpoint
 	err := s.Tx(ctx, func(tx *Store) error {
+		// Locked, so that concurrent enables and disables leave the
+		// deliveries held exactly when the endpoint ends up disabled.
+		if tx.dialect == migrations.Postgres {
+			if err := tx.db.WithContext(ctx).Exec("SELECT 1 FROM webhook_endpoints WHERE id = ? FOR UPDATE", id).Error; err != nil {
+				return dbErr(err, "webhook endpoint")
+			}
+		}
 		cur, err := tx.GetWebhookEndpoint(ctx, id)
 		if err != nil {
 			return err
@@ -104,27 +112,66 @@ func (s *Store) UpdateWebhookEndpoint(ctx context.Context, id string, u mdmd.Web
 		if err := tx.table(ctx, "webhook_endpoints").Where("id = ?", id).Updates(set).Error; err != nil {
 			return dbErr(err, "webhook endpoint")
 		}
+		if next.Enabled != cur.Enabled {
+			if err := tx.holdWebhookDeliveries(ctx, id, !next.Enabled); err != nil {
+				return err
+			}
+		}
 		out, err = tx.GetWebhookEndpoint(ctx, id)
 		return err
 	})
 	return out, err
 }
 
+// holdWebhookDeliveries holds (or releases) an endpoint's pending
+// deliveries. A held delivery is out of the partial index that claims
+// walk (webhook_deliveries_due), so the backlog of a disabled endpoint
+// costs claims nothing however large it grows; released, each is due at
+// its own next_attempt_at again. Callers hold the endpoint's row lock.
+func (s *Store) holdWebhookDeliveries(ctx context.Context, endpointID string, held bool) error {
+	err := s.table(ctx, "webhook_deliveries").Where("endpoint_id = ? AND state = ? AND held = ?", endpointID, mdmd.WebhookPending, !held).
+		Update("held", held).Error
+	return dbErr(err, "webhook deliveries")
+}
+
 // DisableWebhookEndpoint disables an endpoint on mdmd's own initiative
-// and records why.
+// and records why. Its pending deliveries are held until it is enabled.
 func (s *Store) DisableWebhookEndpoint(ctx context.Context, id, reason string) error {
-	if len(reason) > 500 {
-		reason = reason[:500]
+	reason = clipWebhookText(reason, 500)
+	return s.Tx(ctx, func(tx *Store) error {
+		res := tx.table(ctx, "webhook_endpoints").Where("id = ?", id).
+			Updates(map[string]any{"enabled": false, "disabled_reason": reason, "updated_at": tx.Now()})
+		if res.Error != nil {
+			return dbErr(res.Error, "webhook endpoint")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "no webhook endpoint %s", id)
+		}
+		return tx.holdWebhookDeliveries(ctx, id, true)
+	})
+}
+
+// webhookEndpointsEnabled reads whether each of the endpoints is enabled,
+// holding their rows (FOR SHARE on PostgreSQL) until the transaction
+// ends: an endpoint disabled or enabled meanwhile waits for it, and then
+// holds or releases what it wrote. Unknown IDs are left out.
+func (s *Store) webhookEndpointsEnabled(ctx context.Context, ids []string) (map[string]bool, error) {
+	lock := ""
+	if s.dialect == migrations.Postgres {
+		lock = " FOR SHARE"
 	}
-	res := s.table(ctx, "webhook_endpoints").Where("id = ?", id).
-		Updates(map[string]any{"enabled": false, "disabled_reason": reason, "updated_at": s.Now()})
-	if res.Error != nil {
-		return dbErr(res.Error, "webhook endpoint")
+	var rows []struct {
+		ID      string
+		Enabled bool
 	}
-	if res.RowsAffected == 0 {
-		return mdmd.Errorf(mdmd.ENotFound, "no webhook endpoint %s", id)
+	if err := s.db.WithContext(ctx).Raw("SELECT id, enabled FROM webhook_endpoints WHERE id IN ? ORDER BY id"+lock, ids).Scan(&rows).Error; err != nil {
+		return nil, dbErr(err, "webhook endpoints")
 	}
-	return nil
+	out := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.Enabled
+	}
+	return out, nil
 }
 
 // RotateWebhookSecret replaces an endpoint's sealed secret. With
@@ -174,12 +221,20 @@ func newWebhookMessageID() string { return "msg_" + strings.ReplaceAll(newID(), 
 // NextAttemptAt is set. A second delivery of the same event to the same
 // endpoint is not created. It returns how many it created. Fan-out calls
 // it in the ConsumeEvents transaction, so each event is fanned out once.
+// A delivery for an endpoint that is disabled (by the time this runs:
+// the endpoints are read under a lock) is created held.
 func (s *Store) CreateWebhookDeliveries(ctx context.Context, ds []mdmd.WebhookDelivery) (int64, error) {
 	if len(ds) == 0 {
 		return 0, nil
 	}
 	now := s.Now()
 	rows := make([]mdmd.WebhookDelivery, len(ds))
+	var ids []string
+	for _, d := range ds {
+		ids = append(ids, d.EndpointID)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	for i, d := range ds {
 		switch {
 		case d.EndpointID == "":
@@ -205,12 +260,25 @@ func (s *Store) CreateWebhookDeliveries(ctx context.Context, ds []mdmd.WebhookDe
 		d.LeaseOwner, d.LeaseUntil, d.DeliveredAt, d.CreatedAt, d.UpdatedAt = "", nil, nil, now, now
 		rows[i] = d
 	}
-	res := s.table(ctx, "webhook_deliveries").Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(rows, 200)
-	if res.Error != nil {
-		return 0, dbErr(res.Error, "webhook delivery")
+	var created int64
+	err := s.Tx(ctx, func(tx *Store) error {
+		enabled, err := tx.webhookEndpointsEnabled(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for i := range rows {
+			on, known := enabled[rows[i].EndpointID]
+			rows[i].Held = known && !on // an unknown endpoint fails on its foreign key
+		}
+		res := tx.table(ctx, "webhook_deliveries").Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(rows, 200)
+		created = res.RowsAffected
+		return dbErr(res.Error, "webhook delivery")
+	})
+	if err != nil {
+		return 0, err
 	}
 	copy(ds, rows)
-	return res.RowsAffected, nil
+	return created, nil
 }
 
 // GetWebhookDelivery returns the delivery with the given ID.
@@ -264,7 +332,10 @@ func (s *Store) ListWebhookAttempts(ctx context.Context, deliveryIDs []string) (
 // plus lease, oldest due first. A delivery is due when it is pending, its
 // next attempt time has come, its endpoint is enabled and it is not under
 // an unexpired lease (a worker that died loses its claim when the lease
-// ends). On PostgreSQL concurrent claimers skip each other's rows (FOR
+// ends). The deliveries of a disabled endpoint are held, out of the
+// partial index the claim walks, so they cost it nothing; the predicate
+// is written with literals so that both databases can prove the index
+// applies (a bound parameter in its place hides it from the planner). On PostgreSQL concurrent claimers skip each other's rows (FOR
 // UPDATE SKIP LOCKED); SQLite runs the claim as one write transaction.
 // Either way a delivery is held by one owner at a time; owner must be
 // unique per claim, as RecordWebhookAttempt is fenced by it.
@@ -279,11 +350,11 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, owner string, n int,
 	}
 	sql := `UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ?, updated_at = ?
 WHERE id IN (SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-WHERE d.state = ? AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) AND e.enabled
+WHERE d.state = 'pending' AND NOT d.held AND d.next_attempt_at <= ? AND (d.lease_until IS NULL OR d.lease_until < ?) AND e.enabled
 ORDER BY d.next_attempt_at, d.id LIMIT ?` + lock + `)
 RETURNING *`
 	var out []mdmd.WebhookDelivery
-	err := s.db.WithContext(ctx).Raw(sql, owner, now.Add(lease), now, mdmd.WebhookPending, now, now, n).Scan(&out).Error
+	err := s.db.WithContext(ctx).Raw(sql, owner, now.Add(lease), now, now, now, n).Scan(&out).Error
 	if err != nil {
 		return nil, dbErr(err, "webhook deliveries")
 	}
@@ -370,19 +441,33 @@ func (s *Store) ReleaseWebhookDelivery(ctx context.Context, id, owner string, ne
 }
 
 // RedeliverWebhook queues a delivery of the endpoint again, due now, with
-// a fresh round of attempts and the same message ID.
+// a fresh round of attempts and the same message ID (held, if the
+// endpoint is disabled).
 func (s *Store) RedeliverWebhook(ctx context.Context, endpointID, id string) (*mdmd.WebhookDelivery, error) {
-	now := s.Now()
-	res := s.table(ctx, "webhook_deliveries").Where("id = ? AND endpoint_id = ?", id, endpointID).
-		Updates(map[string]any{"state": mdmd.WebhookPending, "round_attempts": 0, "next_attempt_at": now,
-			"delivered_at": nil, "updated_at": now})
-	if res.Error != nil {
-		return nil, dbErr(res.Error, "webhook delivery")
-	}
-	if res.RowsAffected == 0 {
-		return nil, mdmd.Errorf(mdmd.ENotFound, "no delivery %s for webhook endpoint %s", id, endpointID)
-	}
-	return s.GetWebhookDelivery(ctx, id)
+	var out *mdmd.WebhookDelivery
+	err := s.Tx(ctx, func(tx *Store) error {
+		enabled, err := tx.webhookEndpointsEnabled(ctx, []string{endpointID})
+		if err != nil {
+			return err
+		}
+		on, known := enabled[endpointID]
+		if !known {
+			return mdmd.Errorf(mdmd.ENotFound, "no delivery %s for webhook endpoint %s", id, endpointID)
+		}
+		now := tx.Now()
+		res := tx.table(ctx, "webhook_deliveries").Where("id = ? AND endpoint_id = ?", id, endpointID).
+			Updates(map[string]any{"state": mdmd.WebhookPending, "held": !on, "round_attempts": 0, "next_attempt_at": now,
+				"delivered_at": nil, "updated_at": now})
+		if res.Error != nil {
+			return dbErr(res.Error, "webhook delivery")
+		}
+		if res.RowsAffected == 0 {
+			return mdmd.Errorf(mdmd.ENotFound, "no delivery %s for webhook endpoint %s", id, endpointID)
+		}
+		out, err = tx.GetWebhookDelivery(ctx, id)
+		return err
+	})
+	return out, err
 }
 
 // PruneWebhookDeliveries deletes finished deliveries (delivered or

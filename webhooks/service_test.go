@@ -287,6 +287,45 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	}
 }
 
+// When a receiver answering 410 Gone gets its endpoint disabled, the
+// endpoint's other pending deliveries are held, so later claims do not
+// walk them; enabled again, they go out.
+func TestGoneHoldsBacklog(t *testing.T) {
+	for _, be := range storagetest.Backends(t) {
+		t.Run(be.Name, func(t *testing.T) {
+			clk := newClock()
+			rcv := newReceiver(t, clk, false)
+			e := newEnv(t, be.URL, webhooks.Options{Batch: 1, Concurrency: 1}, clk, nil)
+			ep, sec := e.endpoint(t, "gone", rcv.URL("/"))
+			rcv.set(sec, http.StatusGone)
+			for _, level := range []string{"low", "medium", "high"} {
+				must(t, e.st.AppendEvent(ctx, mdmd.EventThreatChanged, "d", mdmd.ThreatChangedData{CurrentLevel: level}))
+			}
+			e.fanout(t, 3)
+			e.deliver(t, 1) // 410: disabled; the next claim finds nothing due
+			ds := e.deliveries(t, ep.ID)
+			if len(ds) != 3 || ds[0].State != mdmd.WebhookFailed || ds[1].State != mdmd.WebhookPending || !ds[1].Held ||
+				ds[2].State != mdmd.WebhookPending || !ds[2].Held {
+				t.Fatalf("after 410: %+v", ds)
+			}
+			rcv.setMode(http.StatusNoContent)
+			enable := true
+			if _, err := e.st.UpdateWebhookEndpoint(ctx, ep.ID, mdmd.WebhookEndpointUpdate{Enabled: &enable}); err != nil {
+				t.Fatal(err)
+			}
+			e.deliver(t, 2)
+			for _, d := range e.deliveries(t, ep.ID)[1:] {
+				if d.State != mdmd.WebhookDelivered || d.Held {
+					t.Fatalf("after enabling: %+v", d)
+				}
+			}
+			if n := len(rcv.all()); n != 3 {
+				t.Fatalf("receiver got %d requests, want 3", n)
+			}
+		})
+	}
+}
+
 // After a rotation both secrets sign for 24 hours, then only the new one;
 // a rotation that does not keep the previous secret drops it at once.
 func TestSecretRotation(t *testing.T) {

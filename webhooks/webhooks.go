@@ -21,6 +21,10 @@
 //     that delivery is failed and the endpoint disabled (with the reason
 //     shown); its other pending deliveries wait, and go once an
 //     administrator enables it again.
+//   - The pending deliveries of a disabled endpoint (by an administrator
+//     or after a 410) are held: out of the index that claims walk, so a
+//     backlog of any size costs delivery nothing while it waits. Enabling
+//     the endpoint releases them, each due at its own time again.
 //
 // Each request carries webhook-id, webhook-timestamp (unix seconds) and
 // webhook-signature: "v1," and the base64 HMAC-SHA256, keyed by the
@@ -515,7 +519,11 @@ func (s *Service) attempt(ctx context.Context, owner string, t *target, d *mdmd.
 	switch {
 	case a.Status == http.StatusGone:
 		reason := fmt.Sprintf("the receiver answered 410 Gone at %s", at.UTC().Format(time.RFC3339))
-		if err := s.st.DisableWebhookEndpoint(rctx, d.EndpointID, reason); err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+		// Disabling holds the endpoint's pending deliveries, a backlog
+		// that may be large: it gets more time than a single write.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := s.st.DisableWebhookEndpoint(dctx, d.EndpointID, reason); err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
 			log.Error("disabling a gone webhook endpoint failed", "err", err)
 		} else {
 			log.Warn("webhook endpoint disabled: the receiver answered 410 Gone")

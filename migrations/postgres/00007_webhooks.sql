@@ -27,6 +27,10 @@ CREATE TABLE webhook_deliveries (
     message_id      TEXT NOT NULL UNIQUE,
     payload         TEXT NOT NULL,
     state           TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'failed')),
+    -- A pending delivery of a disabled endpoint is held: out of the due
+    -- index, so claims never walk it, and due again (at its own time)
+    -- once the endpoint is enabled.
+    held            BOOLEAN NOT NULL DEFAULT FALSE,
     attempts        INTEGER NOT NULL DEFAULT 0,
     round_attempts  INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TIMESTAMPTZ NOT NULL,
@@ -40,7 +44,7 @@ CREATE TABLE webhook_deliveries (
 );
 -- One delivery per event and endpoint (test pings have event_seq 0).
 CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries (endpoint_id, event_seq) WHERE event_seq > 0;
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at, id) WHERE state = 'pending' AND NOT held;
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
 CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (updated_at) WHERE state <> 'pending';
 

@@ -30,6 +30,9 @@ CREATE TABLE ssf_streams (
     all_subjects         BOOLEAN NOT NULL DEFAULT FALSE,
     status               TEXT NOT NULL CHECK (status IN ('enabled', 'paused', 'disabled')),
     status_reason        TEXT NOT NULL DEFAULT '',
+    -- Who set the status: while an administrator's pause or disable is in
+    -- force, the receiver cannot change it.
+    status_by            TEXT NOT NULL DEFAULT 'receiver' CHECK (status_by IN ('receiver', 'admin')),
     last_verification_at DATETIME,
     push_next_at         DATETIME NOT NULL,
     push_lease_owner     TEXT NOT NULL DEFAULT '',

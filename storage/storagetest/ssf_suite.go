@@ -3,6 +3,7 @@ package storagetest
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,11 @@ func ssfTests() []struct {
 		{"SSFPollQueue", testSSFPollQueue},
 		{"SSFPollConcurrent", testSSFPollConcurrent},
 		{"SSFVerificationAndPrune", testSSFVerificationAndPrune},
+		{"SSFStatusBy", testSSFStatusBy},
+		{"SSFDeadOwners", testSSFDeadOwners},
+		{"SSFFanoutDisableRace", testSSFFanoutDisableRace},
+		{"SSFSubjectLimit", testSSFSubjectLimit},
+		{"SSFPollErrorsBatched", testSSFPollErrorsBatched},
 		{"SigningKeys", testSigningKeys},
 	}
 }
@@ -111,12 +117,12 @@ func testSSFStreams(t *testing.T, s *storage.Store) {
 	wantCode(t, s.UpdateSSFStream(ctx, &other, false), mdmd.ENotFound)
 
 	// Status: disabling drops what the stream holds, except control SETs.
-	_, err = s.SetSSFStreamStatus(ctx, "a", a2.ID, "sleeping", "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "a", a2.ID, "sleeping", "", mdmd.SSFStatusByReceiver, nil)
 	wantCode(t, err, mdmd.EInvalid)
-	_, err = s.SetSSFStreamStatus(ctx, "b", a2.ID, mdmd.SSFStatusPaused, "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "b", a2.ID, mdmd.SSFStatusPaused, "", mdmd.SSFStatusByReceiver, nil)
 	wantCode(t, err, mdmd.ENotFound)
 	ctl := ssfSets(a2.ID, 1, "ctl")[0]
-	st, err := s.SetSSFStreamStatus(ctx, "a", a2.ID, mdmd.SSFStatusDisabled, "maintenance", &ctl)
+	st, err := s.SetSSFStreamStatus(ctx, "a", a2.ID, mdmd.SSFStatusDisabled, "maintenance", mdmd.SSFStatusByReceiver, &ctl)
 	must(t, err)
 	if st.Status != mdmd.SSFStatusDisabled || st.StatusReason != "maintenance" {
 		t.Fatalf("status = %+v", st)
@@ -141,12 +147,12 @@ func testSSFSubjects(t *testing.T, s *storage.Store) {
 	sub := func(dev, user string) *mdmd.SSFSubject {
 		return &mdmd.SSFSubject{StreamID: st.ID, DeviceKey: dev, UserKey: user, Subject: mdmd.RawJSON(`{"format":"opaque","id":"x"}`)}
 	}
-	wantCode(t, s.AddSSFSubject(ctx, "a", sub("", "")), mdmd.EInvalid)
-	wantCode(t, s.AddSSFSubject(ctx, "b", sub("d1", "")), mdmd.ENotFound)
-	must(t, s.AddSSFSubject(ctx, "a", sub("d1", "")))
-	must(t, s.AddSSFSubject(ctx, "a", sub("d1", ""))) // idempotent
-	must(t, s.AddSSFSubject(ctx, "a", sub("", "ada@example.com")))
-	must(t, s.AddSSFSubject(ctx, "a", sub("d9", "bob@example.com")))
+	wantCode(t, s.AddSSFSubject(ctx, "a", sub("", ""), 0), mdmd.EInvalid)
+	wantCode(t, s.AddSSFSubject(ctx, "b", sub("d1", ""), 0), mdmd.ENotFound)
+	must(t, s.AddSSFSubject(ctx, "a", sub("d1", ""), 0))
+	must(t, s.AddSSFSubject(ctx, "a", sub("d1", ""), 0)) // idempotent
+	must(t, s.AddSSFSubject(ctx, "a", sub("", "ada@example.com"), 0))
+	must(t, s.AddSSFSubject(ctx, "a", sub("d9", "bob@example.com"), 0))
 	rows, err := s.ListSSFSubjects(ctx, st.ID)
 	must(t, err)
 	if len(rows) != 3 {
@@ -157,8 +163,8 @@ func testSSFSubjects(t *testing.T, s *storage.Store) {
 	if len(m) != 2 {
 		t.Fatalf("matched %+v, want the d1 and ada rows", m)
 	}
-	must(t, s.RemoveSSFSubject(ctx, "a", sub("d1", "")))
-	must(t, s.RemoveSSFSubject(ctx, "a", sub("d1", ""))) // removing twice is fine
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("d1", ""), 0))
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("d1", ""), 0)) // removing twice is fine
 	rows, _ = s.ListSSFSubjects(ctx, st.ID)
 	if len(rows) != 2 {
 		t.Fatalf("after remove: %+v", rows)
@@ -171,12 +177,12 @@ func testSSFSubjects(t *testing.T, s *storage.Store) {
 	if rows, _ := s.ListSSFSubjects(ctx, st.ID); len(rows) != 0 {
 		t.Fatalf("mode change kept %+v", rows)
 	}
-	must(t, s.RemoveSSFSubject(ctx, "a", sub("d2", "")))
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("d2", ""), 0))
 	rows, _ = s.ListSSFSubjects(ctx, st.ID)
 	if len(rows) != 1 || rows[0].DeviceKey != "d2" {
 		t.Fatalf("exclusions = %+v", rows)
 	}
-	must(t, s.AddSSFSubject(ctx, "a", sub("d2", "")))
+	must(t, s.AddSSFSubject(ctx, "a", sub("d2", ""), 0))
 	if rows, _ := s.ListSSFSubjects(ctx, st.ID); len(rows) != 0 {
 		t.Fatalf("re-added subject still excluded: %+v", rows)
 	}
@@ -185,7 +191,7 @@ func testSSFSubjects(t *testing.T, s *storage.Store) {
 	if len(fan) != 1 {
 		t.Fatalf("fan-out streams = %d", len(fan))
 	}
-	_, err = s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusDisabled, "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusDisabled, "", mdmd.SSFStatusByReceiver, nil)
 	must(t, err)
 	if fan, _ := s.SSFFanoutStreams(ctx); len(fan) != 0 {
 		t.Fatalf("a disabled stream takes events")
@@ -254,14 +260,14 @@ func testSSFPushQueue(t *testing.T, s *storage.Store) {
 	}
 
 	// Paused: only control SETs go out; enabling releases the rest.
-	_, err = s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusPaused, "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusPaused, "", mdmd.SSFStatusByReceiver, nil)
 	must(t, err)
 	must(t, s.EnqueueSSFSets(ctx, ssfSets(st.ID, 2, "held")))
 	if got, _ := s.ClaimSSFPush(ctx, "w4", time.Minute, 5, 10); len(got) != 0 {
 		t.Fatalf("a paused stream was claimed: %+v", got)
 	}
 	ctl := ssfSets(st.ID, 1, "updated")[0]
-	_, err = s.SetSSFStreamStatus(ctx, "", st.ID, mdmd.SSFStatusPaused, "by admin", &ctl)
+	_, err = s.SetSSFStreamStatus(ctx, "", st.ID, mdmd.SSFStatusPaused, "by admin", mdmd.SSFStatusByAdmin, &ctl)
 	must(t, err)
 	got, err = s.ClaimSSFPush(ctx, "w4", time.Minute, 5, 10)
 	must(t, err)
@@ -269,7 +275,7 @@ func testSSFPushQueue(t *testing.T, s *storage.Store) {
 		t.Fatalf("paused claim = %+v, want the control SET alone", got)
 	}
 	must(t, s.FinishSSFPush(ctx, "w4", st.ID, storage.SSFPushResult{Delivered: []int64{got[0].Sets[0].ID}}))
-	_, err = s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusEnabled, "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "", st.ID, mdmd.SSFStatusEnabled, "", mdmd.SSFStatusByAdmin, nil)
 	must(t, err)
 	got, err = s.ClaimSSFPush(ctx, "w5", 10*time.Millisecond, 5, 10)
 	must(t, err)
@@ -380,7 +386,7 @@ func testSSFPollQueue(t *testing.T, s *storage.Store) {
 		t.Fatalf("another stream's SET was acknowledged: %v", c)
 	}
 	// A paused stream hands out nothing but control SETs.
-	_, err = s.SetSSFStreamStatus(ctx, "b", other.ID, mdmd.SSFStatusPaused, "", nil)
+	_, err = s.SetSSFStreamStatus(ctx, "b", other.ID, mdmd.SSFStatusPaused, "", mdmd.SSFStatusByReceiver, nil)
 	must(t, err)
 	if got, more, _ := s.PollSSFSets(ctx, other.ID, nil, nil, 10, time.Minute); len(got) != 0 || more {
 		t.Fatalf("a paused stream returned %+v more=%v", got, more)
@@ -539,3 +545,237 @@ func testSigningKeys(t *testing.T, s *storage.Store) {
 		t.Fatalf("rings leak: %+v", keys)
 	}
 }
+
+// An administrator's pause or disable holds against the receiver; the
+// administrator's enable hands the status back.
+func testSSFStatusBy(t *testing.T, s *storage.Store) {
+	st := ssfStream("a", mdmd.SSFDeliveryPush)
+	must(t, s.CreateSSFStream(ctx, st, 0))
+	if st.StatusBy != mdmd.SSFStatusByReceiver {
+		t.Fatalf("new stream status_by = %q", st.StatusBy)
+	}
+	set := func(owner, status, by string) (*mdmd.SSFStream, error) {
+		return s.SetSSFStreamStatus(ctx, owner, st.ID, status, "why", by, nil)
+	}
+	_, err := set("a", mdmd.SSFStatusPaused, "someone")
+	wantCode(t, err, mdmd.EInvalid)
+	// The receiver pauses and resumes its own stream.
+	_, err = set("a", mdmd.SSFStatusPaused, mdmd.SSFStatusByReceiver)
+	must(t, err)
+	got, err := set("a", mdmd.SSFStatusEnabled, mdmd.SSFStatusByReceiver)
+	must(t, err)
+	if got.Status != mdmd.SSFStatusEnabled || got.StatusBy != mdmd.SSFStatusByReceiver {
+		t.Fatalf("after the receiver's enable: %+v", got)
+	}
+	for _, held := range []string{mdmd.SSFStatusPaused, mdmd.SSFStatusDisabled} {
+		got, err = set("", held, mdmd.SSFStatusByAdmin)
+		must(t, err)
+		if got.Status != held || got.StatusBy != mdmd.SSFStatusByAdmin {
+			t.Fatalf("after the administrator's %s: %+v", held, got)
+		}
+		for _, try := range mdmd.SSFStatuses {
+			_, err = set("a", try, mdmd.SSFStatusByReceiver)
+			wantCode(t, err, mdmd.EForbidden)
+		}
+		if cur, _ := s.GetSSFStream(ctx, "a", st.ID); cur.Status != held || cur.StatusBy != mdmd.SSFStatusByAdmin {
+			t.Fatalf("a refused change changed the stream: %+v", cur)
+		}
+	}
+	// Administrators change it freely; their enable frees the receiver.
+	_, err = set("", mdmd.SSFStatusPaused, mdmd.SSFStatusByAdmin)
+	must(t, err)
+	_, err = set("", mdmd.SSFStatusEnabled, mdmd.SSFStatusByAdmin)
+	must(t, err)
+	got, err = set("a", mdmd.SSFStatusPaused, mdmd.SSFStatusByReceiver)
+	must(t, err)
+	if got.Status != mdmd.SSFStatusPaused || got.StatusBy != mdmd.SSFStatusByReceiver {
+		t.Fatalf("after the administrator's enable, the receiver's pause: %+v", got)
+	}
+	// A configuration update keeps who set the status.
+	_, err = set("", mdmd.SSFStatusDisabled, mdmd.SSFStatusByAdmin)
+	must(t, err)
+	upd, _ := s.GetSSFStream(ctx, "a", st.ID)
+	upd.Description = "changed"
+	must(t, s.UpdateSSFStream(ctx, upd, false))
+	if upd.StatusBy != mdmd.SSFStatusByAdmin || upd.Status != mdmd.SSFStatusDisabled {
+		t.Fatalf("after an update: %+v", upd)
+	}
+}
+
+// The streams of a revoked or expired receiver token take no events and
+// are not pushed; streams owned by a principal that is no token are.
+func testSSFDeadOwners(t *testing.T, s *storage.Store) {
+	token := func(i int, expires time.Time) string {
+		tok := &mdmd.APIToken{Name: fmt.Sprintf("rx-%d", i), Role: mdmd.RoleSSFReceiver, Hash: fmt.Sprintf("%064x", i),
+			Prefix: "mdmd_x", ExpiresAt: expires}
+		must(t, s.CreateAPIToken(ctx, tok))
+		return tok.ID
+	}
+	live := token(1, time.Now().Add(time.Hour))
+	revoked := token(2, time.Now().Add(time.Hour))
+	_, err := s.RevokeAPIToken(ctx, revoked)
+	must(t, err)
+	expired := token(3, time.Now().Add(-time.Minute))
+	owners := map[string]string{"live": live, "revoked": revoked, "expired": expired, "not a token": "console-user"}
+	streams := map[string]string{}
+	for name, owner := range owners {
+		st := ssfStream(owner, mdmd.SSFDeliveryPush)
+		must(t, s.CreateSSFStream(ctx, st, 0))
+		must(t, s.EnqueueSSFSets(ctx, ssfSets(st.ID, 2, "dead")))
+		streams[st.ID] = name
+	}
+	fan, err := s.SSFFanoutStreams(ctx)
+	must(t, err)
+	var names []string
+	for _, st := range fan {
+		names = append(names, streams[st.ID])
+	}
+	if len(fan) != 2 || !containsAll(names, "live", "not a token") {
+		t.Fatalf("fan-out streams = %v, want the live token's and the non-token owner's", names)
+	}
+	got, err := s.ClaimSSFPush(ctx, "w", time.Minute, 10, 10)
+	must(t, err)
+	names = nil
+	for _, b := range got {
+		names = append(names, streams[b.Stream.ID])
+	}
+	if len(got) != 2 || !containsAll(names, "live", "not a token") {
+		t.Fatalf("claimed %v, want the live token's and the non-token owner's streams", names)
+	}
+}
+
+func containsAll(have []string, want ...string) bool {
+	for _, w := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// A stream disabled while a fan-out that took it is under way ends up
+// with no SET queued: the disable waits for the fan-out and drops what it
+// queued (PostgreSQL: FOR SHARE; SQLite: one writer at a time).
+func testSSFFanoutDisableRace(t *testing.T, s *storage.Store) {
+	st := ssfStream("a", mdmd.SSFDeliveryPush)
+	must(t, s.CreateSSFStream(ctx, st, 0))
+	must(t, s.AppendEvent(ctx, mdmd.EventComplianceChanged, "dev-1", map[string]int{"i": 1}))
+	done := make(chan error, 1)
+	waited := false
+	n, err := s.ConsumeEvents(ctx, "ssf-race", 10, func(tx *storage.Store, evs []mdmd.Event) error {
+		streams, err := tx.SSFFanoutStreams(ctx)
+		if err != nil || len(streams) != 1 {
+			return fmt.Errorf("fan-out streams %d: %v", len(streams), err)
+		}
+		go func() {
+			_, err := s.SetSSFStreamStatus(ctx, "a", st.ID, mdmd.SSFStatusDisabled, "", mdmd.SSFStatusByReceiver, nil)
+			done <- err
+		}()
+		select {
+		case err := <-done: // the disable did not wait for this fan-out
+			if err != nil {
+				return err
+			}
+		case <-time.After(300 * time.Millisecond):
+			waited = true
+		}
+		return tx.EnqueueSSFSets(ctx, ssfSets(st.ID, 2, "race"))
+	})
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("consumed %d events", n)
+	}
+	if waited {
+		must(t, <-done)
+	}
+	cur, _ := s.GetSSFStream(ctx, "a", st.ID)
+	counts, _ := s.CountSSFSets(ctx, st.ID)
+	if cur.Status != mdmd.SSFStatusDisabled || counts[mdmd.SETPending] != 0 {
+		t.Fatalf("a disabled stream holds %v (status %s)", counts, cur.Status)
+	}
+}
+
+// A stream has at most maxRows subject rows; exclusions count too.
+func testSSFSubjectLimit(t *testing.T, s *storage.Store) {
+	st := ssfStream("a", mdmd.SSFDeliveryPoll)
+	must(t, s.CreateSSFStream(ctx, st, 0))
+	sub := func(dev string) *mdmd.SSFSubject {
+		return &mdmd.SSFSubject{StreamID: st.ID, DeviceKey: dev, Subject: mdmd.RawJSON(`{"format":"opaque","id":"x"}`)}
+	}
+	must(t, s.AddSSFSubject(ctx, "a", sub("d1"), 2))
+	must(t, s.AddSSFSubject(ctx, "a", sub("d2"), 2))
+	wantCode(t, s.AddSSFSubject(ctx, "a", sub("d3"), 2), mdmd.EConflict)
+	must(t, s.AddSSFSubject(ctx, "a", sub("d2"), 2)) // already there: no new row
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("d1"), 2))
+	must(t, s.AddSSFSubject(ctx, "a", sub("d3"), 2))
+	// Concurrent adds cannot pass the limit together.
+	other := ssfStream("a", mdmd.SSFDeliveryPoll)
+	must(t, s.CreateSSFStream(ctx, other, 0))
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.AddSSFSubject(ctx, "a", &mdmd.SSFSubject{StreamID: other.ID, DeviceKey: fmt.Sprintf("c%d", i),
+				Subject: mdmd.RawJSON(`{}`)}, 3)
+			if err != nil && !mdmd.IsCode(err, mdmd.EConflict) {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if rows, _ := s.ListSSFSubjects(ctx, other.ID); len(rows) != 3 {
+		t.Fatalf("concurrent adds left %d subjects, want 3", len(rows))
+	}
+	// On an all-subjects stream the rows are exclusions, under the same limit.
+	st.AllSubjects = true
+	must(t, s.UpdateSSFStream(ctx, st, true))
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("x1"), 2))
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("x2"), 2))
+	wantCode(t, s.RemoveSSFSubject(ctx, "a", sub("x3"), 2), mdmd.EConflict)
+	must(t, s.AddSSFSubject(ctx, "a", sub("x1"), 2)) // re-including always works
+	must(t, s.RemoveSSFSubject(ctx, "a", sub("x3"), 2))
+}
+
+// Many setErrs are recorded each with its own message, in batches.
+func testSSFPollErrorsBatched(t *testing.T, s *storage.Store) {
+	st := ssfStream("a", mdmd.SSFDeliveryPoll)
+	must(t, s.CreateSSFStream(ctx, st, 0))
+	const n = 1100 // more than one chunk
+	must(t, s.EnqueueSSFSets(ctx, ssfSets(st.ID, n, "e")))
+	sets, _, err := s.PollSSFSets(ctx, st.ID, nil, nil, n, time.Minute)
+	must(t, err)
+	if len(sets) != n {
+		t.Fatalf("polled %d", len(sets))
+	}
+	errs := map[string]string{}
+	for i, x := range sets[:n-1] {
+		errs[x.JTI] = fmt.Sprintf("invalid_key: SET %d é", i)
+	}
+	errs[sets[0].JTI] = "invalid_request: " + strings.Repeat("é", 400) // cut at 500 bytes, not inside a character
+	_, _, err = s.PollSSFSets(ctx, st.ID, nil, errs, 0, time.Minute)
+	must(t, err)
+	counts, _ := s.CountSSFSets(ctx, st.ID)
+	if counts[mdmd.SETFailed] != n-1 || counts[mdmd.SETOutstanding] != 1 {
+		t.Fatalf("counts = %v", counts)
+	}
+	got, err := s.ListSSFSets(ctx, st.ID, mdmd.MaxPageSize) // past the first chunk
+	must(t, err)
+	if len(got) <= 500 {
+		t.Fatalf("listed %d SETs", len(got))
+	}
+	for i, x := range got[1:] {
+		if want := fmt.Sprintf("invalid_key: SET %d é", i+1); x.LastError != want || x.State != mdmd.SETFailed || x.DoneAt == nil {
+			t.Fatalf("SET %d: %q %s, want %q", i+1, x.LastError, x.State, want)
+		}
+	}
+	if e := got[0].LastError; len(e) > 500 || !strings.HasPrefix(e, "invalid_request: éé") || !utf8Valid(e) {
+		t.Fatalf("long message stored as %d bytes %q", len(e), e)
+	}
+}
+
+func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/migrations"
 	"github.com/mdmd/mdmd/storage"
 )
 
@@ -30,6 +31,8 @@ func webhookTests() []struct {
 		{"WebhookLeases", testWebhookLeases},
 		{"WebhookRetriesAndLog", testWebhookRetriesAndLog},
 		{"WebhookPrune", testWebhookPrune},
+		{"WebhookHeldWhileDisabled", testWebhookHeldWhileDisabled},
+		{"WebhookHoldRace", testWebhookHoldRace},
 	}
 }
 
@@ -593,5 +596,157 @@ func testWebhookPrune(t *testing.T, s *storage.Store) {
 	}
 	if as, _ := s.ListWebhookAttempts(ctx, []string{ds[0].ID, ds[1].ID, ds[2].ID}); len(as) != 0 {
 		t.Fatalf("old attempts kept: %+v", as)
+	}
+}
+
+// unheldPending counts an endpoint's pending deliveries that are not
+// held: the ones in the partial index that claims walk.
+func unheldPending(t *testing.T, s *storage.Store, endpointID string) int {
+	t.Helper()
+	q := "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = ? AND state = 'pending' AND NOT held"
+	if s.DialectName() == migrations.Postgres {
+		q = strings.Replace(q, "?", "$1", 1)
+	}
+	var n int
+	must(t, s.DB().QueryRowContext(ctx, q, endpointID).Scan(&n))
+	return n
+}
+
+// The pending deliveries of a disabled endpoint are held, out of the
+// index claims walk, whichever way the endpoint was disabled and however
+// they were queued; enabling it releases them on their own schedule.
+func testWebhookHeldWhileDisabled(t *testing.T, s *storage.Store) {
+	off := newWebhookEndpoint(t, s, "off")
+	on := newWebhookEndpoint(t, s, "on")
+	var ds []mdmd.WebhookDelivery
+	for range 30 {
+		ds = append(ds, testPing(off.ID))
+	}
+	later := testPing(off.ID)
+	later.NextAttemptAt = time.Now().Add(time.Hour)
+	ds = append(ds, later)
+	ds = createDeliveries(t, s, ds...)
+	later = ds[len(ds)-1]
+	createDeliveries(t, s, testPing(on.ID), testPing(on.ID))
+	// One of the disabled endpoint's deliveries is under a claim: it is
+	// held too, and the attempt is still recorded.
+	got, err := s.ClaimWebhookDeliveries(ctx, "w0", 1, time.Minute)
+	must(t, err)
+	if len(got) != 1 || got[0].EndpointID != off.ID {
+		t.Fatalf("claimed %+v", got)
+	}
+	inFlight := got[0]
+
+	_, err = s.UpdateWebhookEndpoint(ctx, off.ID, mdmd.WebhookEndpointUpdate{Enabled: ptr(false)})
+	must(t, err)
+	if n := unheldPending(t, s, off.ID); n != 0 {
+		t.Fatalf("%d pending deliveries of a disabled endpoint are not held", n)
+	}
+	if n := unheldPending(t, s, on.ID); n != 2 {
+		t.Fatalf("%d of the enabled endpoint's deliveries are due, want 2", n)
+	}
+	_, err = s.RecordWebhookAttempt(ctx, inFlight.ID, "w0", mdmd.WebhookAttempt{Status: 503}, mdmd.WebhookPending, time.Now().Add(-time.Second))
+	must(t, err)
+	got, err = s.ClaimWebhookDeliveries(ctx, "w1", 100, time.Minute)
+	must(t, err)
+	if len(got) != 2 || got[0].EndpointID != on.ID || got[1].EndpointID != on.ID {
+		t.Fatalf("claimed %d deliveries with an endpoint disabled, want the 2 of the enabled one", len(got))
+	}
+	for _, d := range got {
+		_, err := s.RecordWebhookAttempt(ctx, d.ID, "w1", mdmd.WebhookAttempt{Status: 200}, mdmd.WebhookDelivered, time.Time{})
+		must(t, err)
+	}
+	// Queued while disabled (a redelivery, a delivery written by a fan-out
+	// that read the endpoint before it was disabled): held as well.
+	late := createDeliveries(t, s, testPing(off.ID))[0]
+	if !late.Held {
+		t.Fatal("a delivery queued for a disabled endpoint is not held")
+	}
+	red, err := s.RedeliverWebhook(ctx, off.ID, inFlight.ID)
+	must(t, err)
+	if !red.Held {
+		t.Fatal("a redelivery for a disabled endpoint is not held")
+	}
+	if n := unheldPending(t, s, off.ID); n != 0 {
+		t.Fatalf("%d pending deliveries of a disabled endpoint are not held", n)
+	}
+
+	// Enabled again: released, each due at its own time.
+	en, err := s.UpdateWebhookEndpoint(ctx, off.ID, mdmd.WebhookEndpointUpdate{Enabled: ptr(true)})
+	must(t, err)
+	if !en.Enabled {
+		t.Fatal("not enabled")
+	}
+	if n := unheldPending(t, s, off.ID); n != 32 {
+		t.Fatalf("%d deliveries released, want 32", n)
+	}
+	got, err = s.ClaimWebhookDeliveries(ctx, "w2", 100, time.Minute)
+	must(t, err)
+	if len(got) != 31 {
+		t.Fatalf("claimed %d after enabling, want 31 (not the one due in an hour)", len(got))
+	}
+	for _, d := range got {
+		if d.ID == later.ID || d.Held {
+			t.Fatalf("claimed %+v", d)
+		}
+	}
+	if d, _ := s.GetWebhookDelivery(ctx, later.ID); d.NextAttemptAt.Before(time.Now().Add(50 * time.Minute)) {
+		t.Fatalf("holding moved a delivery's schedule: %v", d.NextAttemptAt)
+	}
+
+	// Disabled by mdmd itself (a receiver answered 410 Gone): held too.
+	for _, d := range got {
+		_, err := s.RecordWebhookAttempt(ctx, d.ID, "w2", mdmd.WebhookAttempt{Status: 500}, mdmd.WebhookPending, time.Now().Add(-time.Second))
+		must(t, err)
+	}
+	must(t, s.DisableWebhookEndpoint(ctx, off.ID, "the receiver answered 410 Gone"))
+	if n := unheldPending(t, s, off.ID); n != 0 {
+		t.Fatalf("%d pending deliveries of an endpoint mdmd disabled are not held", n)
+	}
+	if got, _ := s.ClaimWebhookDeliveries(ctx, "w3", 100, time.Minute); len(got) != 0 {
+		t.Fatalf("claimed %d deliveries of a disabled endpoint", len(got))
+	}
+	// An update that does not touch Enabled leaves them held.
+	_, err = s.UpdateWebhookEndpoint(ctx, off.ID, mdmd.WebhookEndpointUpdate{Name: ptr("off-renamed")})
+	must(t, err)
+	if n := unheldPending(t, s, off.ID); n != 0 {
+		t.Fatalf("a rename released %d deliveries", n)
+	}
+	_, err = s.UpdateWebhookEndpoint(ctx, off.ID, mdmd.WebhookEndpointUpdate{Enabled: ptr(true)})
+	must(t, err)
+	if got, _ := s.ClaimWebhookDeliveries(ctx, "w4", 100, time.Minute); len(got) != 31 {
+		t.Fatalf("claimed %d after enabling again, want 31", len(got))
+	}
+}
+
+// Deliveries queued while the endpoint is being disabled end up held:
+// the disable and the queueing wait for each other.
+func testWebhookHoldRace(t *testing.T, s *storage.Store) {
+	e := newWebhookEndpoint(t, s, "race")
+	for round := range 5 {
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				if _, err := s.CreateWebhookDeliveries(ctx, []mdmd.WebhookDelivery{testPing(e.ID), testPing(e.ID)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(round) * time.Millisecond)
+			if _, err := s.UpdateWebhookEndpoint(ctx, e.ID, mdmd.WebhookEndpointUpdate{Enabled: ptr(false)}); err != nil {
+				t.Error(err)
+			}
+		}()
+		wg.Wait()
+		if n := unheldPending(t, s, e.ID); n != 0 {
+			t.Fatalf("round %d: %d pending deliveries of a disabled endpoint are not held", round, n)
+		}
+		_, err := s.UpdateWebhookEndpoint(ctx, e.ID, mdmd.WebhookEndpointUpdate{Enabled: ptr(true)})
+		must(t, err)
 	}
 }

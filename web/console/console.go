@@ -1,0 +1,490 @@
+// Package console is mdmd's web console: server-rendered pages
+// (html/template, embedded with the stylesheet, no JavaScript) for signing
+// in with a password and a TOTP second factor, the dashboard, the device
+// list and a device's detail and actions, and two-person approvals.
+//
+// Every page and form declares the permission it needs; one wrapper
+// (guard) checks it with mdmd.Role.Can, the same table the API uses, and
+// audits denials as the API does. Templates get a "can" function backed
+// by the same check, so a hidden button and a refused route never disagree.
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/commands"
+	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/web"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Store is what the console reads and writes.
+type Store interface {
+	GetAdminUser(ctx context.Context, id string) (*mdmd.AdminUser, error)
+	GetAdminUserByUsername(ctx context.Context, username string) (*mdmd.AdminUser, error)
+	RecordLoginFailure(ctx context.Context, userID string, maxFailures int, lockFor time.Duration) (*mdmd.AdminUser, error)
+	RecordLoginSuccess(ctx context.Context, userID string) error
+
+	CreateConsoleSession(ctx context.Context, cs *mdmd.ConsoleSession) error
+	GetConsoleSession(ctx context.Context, idHash string) (*mdmd.ConsoleSession, error)
+	TouchConsoleSession(ctx context.Context, idHash string, at time.Time) error
+	DeleteConsoleSession(ctx context.Context, idHash string) error
+	PruneConsoleSessions(ctx context.Context, idleBefore time.Time) (int64, error)
+
+	GetAdminTOTP(ctx context.Context, userID string) (*mdmd.AdminTOTP, error)
+	PutPendingTOTP(ctx context.Context, userID string, sealed []byte) error
+	UseTOTPStep(ctx context.Context, userID string, step int64, confirm bool) (bool, error)
+
+	ConsoleListDevices(ctx context.Context, f mdmd.ConsoleDeviceFilter) ([]mdmd.ConsoleDevice, string, error)
+	ConsoleCountDevices(ctx context.Context, f mdmd.ConsoleDeviceFilter) (int64, error)
+	ConsoleDashboard(ctx context.Context, recent int) (*mdmd.Dashboard, error)
+	DeviceTimeline(ctx context.Context, deviceID string, limit int) ([]mdmd.TimelineEntry, error)
+
+	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
+	DeviceGroups(ctx context.Context, deviceID string) ([]mdmd.Group, error)
+	ListGroups(ctx context.Context) ([]mdmd.Group, error)
+	GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
+	GetCompliance(ctx context.Context, deviceID string) (*mdmd.DeviceCompliance, error)
+	ListCommands(ctx context.Context, f mdmd.CommandFilter) ([]mdmd.Command, string, error)
+	DeviceProfiles(ctx context.Context, deviceID string) ([]mdmd.DeviceProfile, error)
+	AppendAudit(ctx context.Context, e *mdmd.AuditEvent) error
+}
+
+// Approvals is the two-person approval service (package approvals).
+type Approvals interface {
+	Request(ctx context.Context, by *mdmd.Principal, kind, targetType, targetID, reason string, params any) (*mdmd.Approval, error)
+	Approve(ctx context.Context, by *mdmd.Principal, id string) (*mdmd.Approval, error)
+	Reject(ctx context.Context, by *mdmd.Principal, id, reason string) (*mdmd.Approval, error)
+	List(ctx context.Context, state string, limit int) ([]mdmd.Approval, error)
+	Get(ctx context.Context, id string) (*mdmd.Approval, error)
+}
+
+// Options configure the console.
+type Options struct {
+	Store    Store
+	Commands *commands.Service
+	// Approvals, when set, lets a full wipe be requested and approved;
+	// without it the console offers no full wipe.
+	Approvals Approvals
+	Box       *secret.Box
+	Logger    *slog.Logger
+	// PublicURL is the server's URL: its origin is accepted on forms, and
+	// an https URL makes cookies Secure even behind a TLS-terminating proxy.
+	PublicURL string
+	// TLS is set when the server itself serves TLS.
+	TLS bool
+	// Issuer names the server in authenticator apps (default "mdmd").
+	Issuer string
+	// MFARoles must use a TOTP second factor (default: admin).
+	MFARoles []mdmd.Role
+	// IdleTimeout ends an unused session (default 30 minutes);
+	// MaxLifetime ends any session (default 12 hours).
+	IdleTimeout, MaxLifetime time.Duration
+	// MaxFailures failed sign-ins lock an account for LockFor (defaults 5, 15 minutes).
+	MaxFailures int
+	LockFor     time.Duration
+	Now         func() time.Time
+}
+
+// Route is one console route and the permission it requires ("" for
+// pages every signed-in user may see, such as sign-in and sign-out).
+type Route struct {
+	Method, Pattern string
+	Permission      mdmd.Permission
+}
+
+// Console serves the web console.
+type Console struct {
+	o      Options
+	log    *slog.Logger
+	pages  map[string]*template.Template
+	routes []Route
+	secure bool
+	origin string
+}
+
+// New builds the console.
+func New(o Options) (*Console, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Issuer == "" {
+		o.Issuer = "mdmd"
+	}
+	if o.MFARoles == nil {
+		o.MFARoles = []mdmd.Role{mdmd.RoleAdmin}
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Minute
+	}
+	if o.MaxLifetime <= 0 {
+		o.MaxLifetime = 12 * time.Hour
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 5
+	}
+	if o.LockFor <= 0 {
+		o.LockFor = 15 * time.Minute
+	}
+	c := &Console{o: o, log: o.Logger, pages: map[string]*template.Template{}}
+	if u, err := url.Parse(o.PublicURL); err == nil && u.Host != "" {
+		c.origin = u.Scheme + "://" + u.Host
+		c.secure = u.Scheme == "https"
+	}
+	c.secure = c.secure || o.TLS
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if base == "layout" {
+			continue
+		}
+		t, err := template.New(base).Funcs(funcs(nil)).ParseFS(templateFS, "templates/layout.html", n)
+		if err != nil {
+			return nil, err
+		}
+		c.pages[base] = t
+	}
+	return c, nil
+}
+
+// Routes lists every console route with its permission.
+func (c *Console) Routes() []Route { return append([]Route(nil), c.routes...) }
+
+// Register adds the console's routes (everything but the dashboard at /,
+// which the application router shares with its discovery document; it
+// calls Dashboard for browsers).
+func (c *Console) Register(r chi.Router) {
+	static, _ := fs.Sub(staticFS, "static")
+	files := http.StripPrefix("/static/", http.FileServer(http.FS(static)))
+	r.Get("/static/*", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		files.ServeHTTP(w, r)
+	})
+	r.Group(func(r chi.Router) {
+		r.Use(c.headers, c.checkOrigin)
+		r.Get("/login", c.loginForm)
+		r.Post("/login", c.login)
+		r.Get("/login/totp", c.totpForm)
+		r.Post("/login/totp", c.totp)
+		r.Group(func(r chi.Router) {
+			r.Use(c.authenticate)
+			c.handle(r, "POST", "/logout", "", c.logout)
+			c.handle(r, "GET", "/devices", mdmd.PermDevicesRead, c.devices)
+			c.handle(r, "GET", "/devices/{id}", mdmd.PermDevicesRead, c.device)
+			c.handle(r, "POST", "/devices/{id}/actions/query", mdmd.PermCommandsQuery, c.actQuery)
+			c.handle(r, "POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, c.actLock)
+			c.handle(r, "POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, c.actClearPasscode)
+			c.handle(r, "POST", "/devices/{id}/actions/wipe-selective", mdmd.PermCommandsWipe, c.actWipeSelective)
+			if c.o.Approvals != nil {
+				c.handle(r, "POST", "/devices/{id}/actions/wipe-full", mdmd.PermCommandsWipe, c.actWipeFull)
+				c.handle(r, "GET", "/approvals", mdmd.PermCommandsWipe, c.approvals)
+				c.handle(r, "POST", "/approvals/{id}/approve", mdmd.PermCommandsWipe, c.approve)
+				c.handle(r, "POST", "/approvals/{id}/reject", mdmd.PermCommandsWipe, c.reject)
+			}
+		})
+	})
+	c.routes = append(c.routes, Route{Method: "GET", Pattern: "/", Permission: mdmd.PermDevicesRead})
+}
+
+// Dashboard serves the front page to a browser.
+func (c *Console) Dashboard() http.Handler {
+	return c.headers(c.authenticate(c.guard("GET", "/", mdmd.PermDevicesRead, c.dashboard)))
+}
+
+// WantsHTML reports whether a request to a shared path comes from a
+// browser (it accepts text/html), rather than an API client.
+func WantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (c *Console) handle(r chi.Router, method, pattern string, perm mdmd.Permission, h handlerFunc) {
+	if method != "POST" || pattern != "/logout" {
+		c.routes = append(c.routes, Route{Method: method, Pattern: pattern, Permission: perm})
+	}
+	r.Method(method, pattern, c.guard(method, pattern, perm, h))
+}
+
+// guard is where every signed-in console request is checked: the CSRF
+// token of a form, then the route's permission (a denial is audited as
+// the API audits it), then the handler, whose error becomes a page.
+func (c *Console) guard(method, pattern string, perm mdmd.Permission, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := stateFrom(r.Context())
+		if r.Method == http.MethodPost && !c.validCSRF(r, s.sess.CSRFToken) {
+			c.audit(r, "access.denied", "route", method+" "+pattern, mdmd.OutcomeDenied, "missing or wrong CSRF token", nil)
+			c.fail(w, r, mdmd.Errorf(mdmd.EForbidden,
+				"The form was refused because its security token was missing or out of date. Reload the page and try again."))
+			return
+		}
+		if perm != "" && !s.principal.Role.Can(perm) {
+			c.audit(r, "access.denied", "route", method+" "+pattern, mdmd.OutcomeDenied, "", nil)
+			c.fail(w, r, mdmd.Errorf(mdmd.EForbidden, "Your role (%s) lacks the permission %s needed here.", s.principal.Role, perm))
+			return
+		}
+		if err := h(w, r); err != nil {
+			c.fail(w, r, err)
+		}
+	})
+}
+
+// headers sets what every console page carries: no caching of pages with
+// fleet data, and a content security policy that allows no script at all.
+func (c *Console) headers(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "no-store")
+		// With no-referrer, browsers send "Origin: null" on form posts;
+		// same-origin keeps the origin check meaningful and leaks nothing
+		// to other sites.
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "+
+			"frame-ancestors 'none'; base-uri 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkOrigin refuses a cross-site state-changing request before anything
+// else looks at it: the browser's Sec-Fetch-Site and Origin headers must
+// name this server. (The CSRF token is checked as well.)
+func (c *Console) checkOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !c.sameOrigin(r) {
+			c.audit(r, "access.denied", "route", r.Method+" "+r.URL.Path, mdmd.OutcomeDenied, "cross-site request", nil)
+			c.fail(w, r, mdmd.Errorf(mdmd.EForbidden, "The form was refused: it was sent from another site."))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (c *Console) sameOrigin(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true // not sent by older browsers on same-origin posts; the CSRF token still applies
+	}
+	if o == "null" {
+		return false
+	}
+	if c.origin != "" && o == c.origin {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
+}
+
+// pageData is what every template gets.
+type pageData struct {
+	Title   string
+	Nav     string
+	User    *mdmd.AdminUser
+	CSRF    string
+	Flash   string
+	Error   string
+	Field   string // the field the error is about, if any
+	Form    url.Values
+	Content any
+	// FullWipe reports whether full wipes (with approval) are available.
+	FullWipe bool
+}
+
+func funcs(p *mdmd.Principal) template.FuncMap {
+	return template.FuncMap{
+		"can":   func(perm string) bool { return p != nil && p.Role.Can(mdmd.Permission(perm)) },
+		"chart": barChart,
+		"label": labelText,
+		"ago":   ago,
+		"when": func(t any) string {
+			switch v := t.(type) {
+			case time.Time:
+				return v.UTC().Format("2006-01-02 15:04 UTC")
+			case *time.Time:
+				if v == nil {
+					return "never"
+				}
+				return v.UTC().Format("2006-01-02 15:04 UTC")
+			}
+			return ""
+		},
+		"deref": func(s *string) string {
+			if s == nil {
+				return ""
+			}
+			return *s
+		},
+		"yesno": func(b *bool) string {
+			if b == nil {
+				return "unknown"
+			}
+			if *b {
+				return "yes"
+			}
+			return "no"
+		},
+		"query": func(v url.Values, kv ...string) string {
+			q := url.Values{}
+			for k, vs := range v {
+				q[k] = vs
+			}
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i+1] == "" {
+					q.Del(kv[i])
+				} else {
+					q.Set(kv[i], kv[i+1])
+				}
+			}
+			return q.Encode()
+		},
+		"get": func(v url.Values, k string) string { return v.Get(k) },
+	}
+}
+
+func ago(t *time.Time) string {
+	if t == nil {
+		return "never"
+	}
+	d := time.Since(*t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d.Minutes()), "minute") + " ago"
+	case d < 48*time.Hour:
+		return plural(int(d.Hours()), "hour") + " ago"
+	}
+	return plural(int(d.Hours()/24), "day") + " ago"
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return strings.TrimSpace(strings.Join([]string{itoa(n), unit + "s"}, " "))
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// render writes a page. It renders into a buffer first, so a template
+// error is a clean 500 rather than half a page.
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, d *pageData) {
+	var p *mdmd.Principal
+	if s := stateFrom(r.Context()); s != nil {
+		p = s.principal
+		d.User = s.user
+		if s.sess != nil {
+			d.CSRF = s.sess.CSRFToken
+		}
+	}
+	d.FullWipe = c.o.Approvals != nil
+	base, ok := c.pages[name]
+	if !ok {
+		c.log.Error("console: no such template", "name", name)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	t, err := base.Clone()
+	if err == nil {
+		t = t.Funcs(funcs(p))
+		var buf bytes.Buffer
+		if err = t.ExecuteTemplate(&buf, "layout", d); err == nil {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(status)
+			w.Write(buf.Bytes())
+			return
+		}
+	}
+	c.log.ErrorContext(r.Context(), "console: rendering failed", "page", name, "err", err, "request_id", web.RequestID(r.Context()))
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+// fail renders an error as a page with the status its code maps to. An
+// internal error is logged and shown without its details.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status := statusOf(err)
+	msg := mdmd.ErrorMessage(err)
+	if status == http.StatusInternalServerError {
+		if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+			return
+		}
+		c.log.ErrorContext(r.Context(), "console request failed", "err", err, "path", r.URL.Path,
+			"request_id", web.RequestID(r.Context()))
+		msg = "Something went wrong on the server. The error was logged with request ID " + web.RequestID(r.Context()) + "."
+	}
+	c.render(w, r, status, "error", &pageData{Title: http.StatusText(status), Error: msg})
+}
+
+// statusOf maps an error code to its HTTP status, as the API does.
+func statusOf(err error) int {
+	switch mdmd.ErrorCode(err) {
+	case mdmd.EInvalid:
+		return http.StatusBadRequest
+	case mdmd.EUnauthenticated:
+		return http.StatusUnauthorized
+	case mdmd.EForbidden:
+		return http.StatusForbidden
+	case mdmd.ENotFound:
+		return http.StatusNotFound
+	case mdmd.EConflict:
+		return http.StatusConflict
+	case mdmd.ETooLarge:
+		return http.StatusRequestEntityTooLarge
+	case mdmd.ERateLimited:
+		return http.StatusTooManyRequests
+	case mdmd.EUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// audit records a console action the way the API records its own.
+func (c *Console) audit(r *http.Request, action, targetType, targetID, outcome, reason string, details any) {
+	c.auditAs(r, nil, action, targetType, targetID, outcome, reason, details)
+}
+
+// auditAs is audit on behalf of a user who is not signed in yet.
+func (c *Console) auditAs(r *http.Request, u *mdmd.AdminUser, action, targetType, targetID, outcome, reason string, details any) {
+	e := &mdmd.AuditEvent{ActorType: mdmd.ActorAdmin, Actor: "anonymous", Action: action, TargetType: targetType,
+		TargetID: targetID, Outcome: outcome, Reason: reason, RequestID: web.RequestID(r.Context())}
+	if s := stateFrom(r.Context()); s != nil && s.principal != nil {
+		e.Actor = s.principal.Name + " (" + s.principal.ID + ")"
+	} else if u != nil {
+		e.Actor = u.Username + " (" + u.ID + ")"
+	}
+	if details != nil {
+		e.Details, _ = json.Marshal(details)
+	}
+	if err := c.o.Store.AppendAudit(r.Context(), e); err != nil {
+		c.log.Error("audit append failed", "err", err, "action", action, "request_id", e.RequestID)
+	}
+}
