@@ -39,15 +39,18 @@ type Approval struct {
 	Params     RawJSON `json:"params,omitempty" gorm:"column:params"`
 	Reason     string  `json:"reason" gorm:"column:reason"`
 	// RequestedBy is the requesting principal's ID (admin user or token).
-	RequestedBy     string     `json:"requested_by" gorm:"column:requested_by"`
-	RequestedByName string     `json:"requested_by_name" gorm:"column:requested_by_name"`
-	RequestedAt     time.Time  `json:"requested_at" gorm:"column:requested_at"`
-	ExpiresAt       time.Time  `json:"expires_at" gorm:"column:expires_at"`
-	State           string     `json:"state" gorm:"column:state"`
-	DecidedBy       string     `json:"decided_by,omitempty" gorm:"column:decided_by"`
-	DecidedByName   string     `json:"decided_by_name,omitempty" gorm:"column:decided_by_name"`
-	DecidedAt       *time.Time `json:"decided_at,omitempty" gorm:"column:decided_at"`
-	DecisionReason  string     `json:"decision_reason,omitempty" gorm:"column:decision_reason"`
+	RequestedBy     string `json:"requested_by" gorm:"column:requested_by"`
+	RequestedByName string `json:"requested_by_name" gorm:"column:requested_by_name"`
+	// RequestedByPerson is the admin user behind the request, whichever
+	// credential they used: nobody approves their own request.
+	RequestedByPerson string     `json:"requested_by_person,omitempty" gorm:"column:requested_by_person"`
+	RequestedAt       time.Time  `json:"requested_at" gorm:"column:requested_at"`
+	ExpiresAt         time.Time  `json:"expires_at" gorm:"column:expires_at"`
+	State             string     `json:"state" gorm:"column:state"`
+	DecidedBy         string     `json:"decided_by,omitempty" gorm:"column:decided_by"`
+	DecidedByName     string     `json:"decided_by_name,omitempty" gorm:"column:decided_by_name"`
+	DecidedAt         *time.Time `json:"decided_at,omitempty" gorm:"column:decided_at"`
+	DecisionReason    string     `json:"decision_reason,omitempty" gorm:"column:decision_reason"`
 	// Result is what carrying the action out gave (command IDs, devices
 	// reached, or the error).
 	Result RawJSON `json:"result,omitempty" gorm:"column:result"`
@@ -56,11 +59,12 @@ type Approval struct {
 // ApprovalDecision is a second admin's decision on a pending approval.
 type ApprovalDecision struct {
 	// State is ApprovalApproved or ApprovalRejected.
-	State  string
-	By     string // the deciding principal's ID
-	ByName string
-	Reason string
-	At     time.Time
+	State    string
+	By       string // the deciding principal's ID
+	ByPerson string // the person behind it (mdmd.Principal.Person)
+	ByName   string
+	Reason   string
+	At       time.Time
 }
 
 // ApprovalTargetType returns the target type a kind applies to, or "" for

@@ -92,6 +92,11 @@ type Principal struct {
 	Role Role
 	// Audience is a relying party's audience (its token's).
 	Audience string
+	// Person is the admin user behind the request: the signed-in user, or
+	// the owner of the token (whoever minted it, through any chain of
+	// tokens). Empty for tokens that predate owners. Two-person rules
+	// compare people, not credentials.
+	Person string
 }
 
 // AdminUser is a person who signs in to the console.
@@ -134,12 +139,15 @@ type APIToken struct {
 	Role   Role   `json:"role" gorm:"column:role"`
 	// Audience: a relying party's (required) or an SSF receiver's (its
 	// streams' aud, optional); no other role has one.
-	Audience   string     `json:"audience,omitempty" gorm:"column:audience"`
-	CreatedBy  string     `json:"created_by" gorm:"column:created_by"`
-	CreatedAt  time.Time  `json:"created_at" gorm:"column:created_at"`
-	ExpiresAt  time.Time  `json:"expires_at" gorm:"column:expires_at"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty" gorm:"column:last_used_at"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty" gorm:"column:revoked_at"`
+	Audience string `json:"audience,omitempty" gorm:"column:audience"`
+	// OwnerUserID is the admin user who owns the token: the one who
+	// minted it, or the owner of the token that minted it.
+	OwnerUserID string     `json:"owner_user_id,omitempty" gorm:"column:owner_user_id"`
+	CreatedBy   string     `json:"created_by" gorm:"column:created_by"`
+	CreatedAt   time.Time  `json:"created_at" gorm:"column:created_at"`
+	ExpiresAt   time.Time  `json:"expires_at" gorm:"column:expires_at"`
+	LastUsedAt  *time.Time `json:"last_used_at,omitempty" gorm:"column:last_used_at"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty" gorm:"column:revoked_at"`
 }
 
 // Validate checks a token before it is stored.

@@ -69,7 +69,7 @@ func newAppleEnv(t *testing.T, dbURL string, args ...string) *appleEnv {
 		if d == nil {
 			return
 		}
-		_, err := d.Connect(context.Background())
+		_, err := d.Woken(context.Background())
 		env.mu.Lock()
 		defer env.mu.Unlock()
 		if err != nil {

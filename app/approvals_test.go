@@ -10,18 +10,36 @@ import (
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/apple/applesim"
+	"github.com/mdmd/mdmd/auth"
 	"github.com/mdmd/mdmd/web"
 )
 
 var secondAdmins atomic.Int64
 
-// secondAdmin mints another admin token through the API: a second person
-// who may approve what the first requested.
+// secondAdmin is a second person: another admin user, with an API token
+// of their own, who may approve what the first requested.
 func secondAdmin(t *testing.T, ts *testServer) string {
 	t.Helper()
-	var out struct{ Secret string }
+	ctx := context.Background()
 	name := fmt.Sprintf("second-admin-%d", secondAdmins.Add(1))
-	ts.mustDo(201, "POST", "/api/v1/tokens", ts.Token, map[string]any{"name": name, "role": "admin"}).json(t, &out)
+	u := &mdmd.AdminUser{Username: name, PasswordHash: "unused", Role: mdmd.RoleAdmin}
+	if err := ts.srv.Store().CreateAdminUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	secret, hash := auth.NewToken()
+	if err := ts.srv.Store().CreateAPIToken(ctx, &mdmd.APIToken{Name: name, Role: mdmd.RoleAdmin, OwnerUserID: u.ID, Hash: hash,
+		Prefix: auth.DisplayPrefix(secret), CreatedBy: name, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// sameAdminAgain mints, with the first admin's token, another admin token:
+// the same person with a second credential.
+func sameAdminAgain(t *testing.T, ts *testServer) string {
+	t.Helper()
+	var out struct{ Secret string }
+	ts.mustDo(201, "POST", "/api/v1/tokens", ts.Token, map[string]any{"name": fmt.Sprintf("again-%d", secondAdmins.Add(1)), "role": "admin"}).json(t, &out)
 	return out.Secret
 }
 
@@ -133,9 +151,13 @@ func TestTwoPersonWipeApproval(t *testing.T) {
 				t.Fatalf("a pending full wipe sent %d EraseDevice commands (erased %v)", n, sim.State().Erased)
 			}
 
-			// The requester cannot approve their own request.
+			// The requester cannot approve their own request, not even with
+			// another admin token they minted themselves.
 			if r := env.do("POST", "/api/v1/approvals/"+a.ID+"/approve", env.Token, nil); r.Status != 403 || r.errCode(t) != mdmd.EForbidden {
 				t.Fatalf("self-approval = %d %s", r.Status, r.Body)
+			}
+			if r := env.do("POST", "/api/v1/approvals/"+a.ID+"/approve", sameAdminAgain(t, env.testServer), nil); r.Status != 403 || r.errCode(t) != mdmd.EForbidden {
+				t.Fatalf("self-approval through a second token = %d %s", r.Status, r.Body)
 			}
 			var got mdmd.Approval
 			env.mustDo(200, "GET", "/api/v1/approvals/"+a.ID, second, nil).json(t, &got)

@@ -536,7 +536,7 @@ func bootstrapAdmin(ctx context.Context, st *storage.Store) (*adminCredential, e
 		secretTok, tokHash := auth.NewToken()
 		c.Token, c.Expires = secretTok, tx.Now().Add(30*24*time.Hour)
 		t := &mdmd.APIToken{Name: "bootstrap", Prefix: auth.DisplayPrefix(secretTok), Hash: tokHash,
-			Role: mdmd.RoleAdmin, CreatedBy: "system", ExpiresAt: c.Expires}
+			Role: mdmd.RoleAdmin, OwnerUserID: u.ID, CreatedBy: "system", ExpiresAt: c.Expires}
 		if err := tx.CreateAPIToken(ctx, t); err != nil {
 			return err
 		}

@@ -86,7 +86,7 @@ func (s *Service) Request(ctx context.Context, by *mdmd.Principal, kind, targetT
 	}
 	now := s.now().UTC()
 	a := &mdmd.Approval{Kind: kind, TargetType: targetType, TargetID: targetID, Params: raw, Reason: reason,
-		RequestedBy: by.ID, RequestedByName: by.Name, RequestedAt: now, ExpiresAt: now.Add(s.TTL)}
+		RequestedBy: by.ID, RequestedByName: by.Name, RequestedByPerson: by.Person, RequestedAt: now, ExpiresAt: now.Add(s.TTL)}
 	if err := s.st.CreateApproval(ctx, a); err != nil {
 		s.audit(ctx, by, "approval.request", a, mdmd.OutcomeFailure, reason, map[string]any{"kind": kind, "error": mdmd.ErrorMessage(err)})
 		return nil, err
@@ -105,7 +105,8 @@ func (s *Service) Approve(ctx context.Context, by *mdmd.Principal, id string) (*
 	if by == nil || by.ID == "" {
 		return nil, mdmd.Errorf(mdmd.EUnauthenticated, "an approval needs an authenticated approver")
 	}
-	a, err := s.st.DecideApproval(ctx, id, mdmd.ApprovalDecision{State: mdmd.ApprovalApproved, By: by.ID, ByName: by.Name, At: s.now()})
+	a, err := s.st.DecideApproval(ctx, id, mdmd.ApprovalDecision{State: mdmd.ApprovalApproved, By: by.ID, ByPerson: by.Person,
+		ByName: by.Name, At: s.now()})
 	if err != nil {
 		s.denied(ctx, by, "approval.approve", id, a, err)
 		return nil, err

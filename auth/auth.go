@@ -69,7 +69,8 @@ func AuthenticateToken(ctx context.Context, st TokenStore, secret string, now ti
 	if !tok.Active(now) {
 		return nil, mdmd.Errorf(mdmd.EUnauthenticated, "invalid or expired token")
 	}
-	return &mdmd.Principal{Type: mdmd.ActorToken, ID: tok.ID, Name: tok.Name, Role: tok.Role, Audience: tok.Audience}, nil
+	return &mdmd.Principal{Type: mdmd.ActorToken, ID: tok.ID, Name: tok.Name, Role: tok.Role, Audience: tok.Audience,
+		Person: tok.OwnerUserID}, nil
 }
 
 // argon2id parameters (RFC 9106's second recommended option, with 64 MiB).

@@ -205,7 +205,7 @@ func (f *fleet) setUp(ctx context.Context, o Options) error {
 		d := f.devices[p.Token]
 		f.mu.Unlock()
 		if d != nil {
-			if _, err := d.Connect(context.Background()); err != nil {
+			if _, err := d.Woken(context.Background()); err != nil {
 				f.log.Warn("simulated iPhone could not connect", "udid", d.UDID, "err", err)
 			}
 		}

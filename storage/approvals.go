@@ -78,6 +78,9 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d mdmd.ApprovalDe
 	q := s.table(ctx, "approvals").Where("id = ? AND state = ? AND expires_at > ?", id, mdmd.ApprovalPending, at)
 	if d.State == mdmd.ApprovalApproved {
 		q = q.Where("requested_by <> ?", d.By)
+		if d.ByPerson != "" {
+			q = q.Where("requested_by_person <> ?", d.ByPerson)
+		}
 	}
 	res := q.Updates(map[string]any{"state": d.State, "decided_by": d.By, "decided_by_name": d.ByName,
 		"decision_reason": d.Reason, "decided_at": at})
@@ -96,6 +99,8 @@ func (s *Store) DecideApproval(ctx context.Context, id string, d mdmd.ApprovalDe
 		return cur, mdmd.Errorf(mdmd.EConflict, "the request is already %s", cur.State)
 	case cur.RequestedBy == d.By && d.State == mdmd.ApprovalApproved:
 		return cur, mdmd.Errorf(mdmd.EForbidden, "a request must be decided by someone other than its requester")
+	case d.ByPerson != "" && cur.RequestedByPerson == d.ByPerson && d.State == mdmd.ApprovalApproved:
+		return cur, mdmd.Errorf(mdmd.EForbidden, "a request must be approved by another person, not by its requester through another credential")
 	case !cur.ExpiresAt.After(at):
 		_ = s.table(ctx, "approvals").Where("id = ? AND state = ?", id, mdmd.ApprovalPending).
 			Updates(map[string]any{"state": mdmd.ApprovalExpired, "decided_at": at}).Error

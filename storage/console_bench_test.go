@@ -2,8 +2,6 @@ package storage_test
 
 import (
 	"context"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -23,39 +21,10 @@ func BenchmarkConsoleDeviceList(b *testing.B) {
 	if url == "" {
 		b.Skip("needs PostgreSQL (" + storagetest.EnvPostgres + ")")
 	}
-	n := 100_000
-	if v, err := strconv.Atoi(os.Getenv("MDMD_BENCH_DEVICES")); err == nil && v > 0 {
-		n = v
-	}
+	n := storagetest.FleetSize(100_000)
 	ctx := context.Background()
 	st := storagetest.Open(b, url, storage.Options{})
-	now := time.Now().UTC()
-	seed := []string{
-		`INSERT INTO devices (id, platform, name, udid, amapi_name, ownership, enrollment_state, owner_user, model, last_seen_at, created_at, updated_at)
-SELECT 'dev-' || lpad(i::text, 7, '0'), CASE WHEN i % 2 = 0 THEN 'ios' ELSE 'android' END, 'device ' || md5(i::text),
-       CASE WHEN i % 2 = 0 THEN 'udid-' || i END, CASE WHEN i % 2 = 1 THEN 'enterprises/E/devices/' || i END,
-       CASE WHEN i % 3 = 0 THEN 'personal' ELSE 'corporate' END, 'enrolled', 'user' || (i % 5000) || '@example.com',
-       'model ' || (i % 20), $1::timestamptz - (i % 10) * interval '1 day', $1, $1
-FROM generate_series(1, $2) AS i`,
-		`INSERT INTO device_compliance (device_id, state, rules, evaluated_at, changed_at)
-SELECT 'dev-' || lpad(i::text, 7, '0'), CASE WHEN i % 10 = 0 THEN 'noncompliant' WHEN i % 97 = 0 THEN 'in_grace' ELSE 'compliant' END,
-       '[]', $1::timestamptz, $1::timestamptz
-FROM generate_series(1, $2) AS i WHERE i % 50 <> 0`,
-		`INSERT INTO groups (id, name, created_at, updated_at) VALUES ('g1', 'finance', $1, $1)`,
-		`INSERT INTO device_groups (group_id, device_id) SELECT 'g1', 'dev-' || lpad(i::text, 7, '0') FROM generate_series(1, $2::int) AS i WHERE i % 7 = 0 AND $1::timestamptz IS NOT NULL`,
-	}
-	for _, q := range seed {
-		args := []any{now, n}
-		if q[:19] == "INSERT INTO groups " {
-			args = args[:1]
-		}
-		if _, err := st.DB().ExecContext(ctx, q, args...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if _, err := st.DB().ExecContext(ctx, "ANALYZE"); err != nil {
-		b.Fatal(err)
-	}
+	storagetest.SeedFleet(b, st, n)
 	filters := map[string]mdmd.ConsoleDeviceFilter{
 		"all":                  {},
 		"noncompliant":         {ComplianceState: "noncompliant"},

@@ -598,7 +598,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	secret, hash := auth.NewToken()
 	p := PrincipalFrom(r.Context())
-	t := &mdmd.APIToken{Name: in.Name, Role: in.Role, Audience: in.Audience, Hash: hash, Prefix: auth.DisplayPrefix(secret),
+	owner := p.Person
+	if p.Type == mdmd.ActorAdmin {
+		owner = p.ID
+	}
+	t := &mdmd.APIToken{Name: in.Name, Role: in.Role, Audience: in.Audience, OwnerUserID: owner, Hash: hash, Prefix: auth.DisplayPrefix(secret),
 		CreatedBy: p.Name, ExpiresAt: a.d.Now().Add(time.Duration(in.ExpiresInDays) * 24 * time.Hour)}
 	if err := a.d.Tokens.CreateAPIToken(r.Context(), t); err != nil {
 		return err

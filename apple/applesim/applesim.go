@@ -422,12 +422,31 @@ func (d *Device) CheckOut(ctx context.Context) error {
 	return err
 }
 
+// Woken is what the device does on an MDM push: it connects, unless it
+// has left management (removed its enrollment profile, checked out or
+// been erased), in which case it ignores the push as a real one does.
+func (d *Device) Woken(ctx context.Context) (int, error) {
+	d.connMu.Lock()
+	defer d.connMu.Unlock()
+	d.mu.Lock()
+	enrolled := d.enrolled
+	d.mu.Unlock()
+	if !enrolled {
+		return 0, nil
+	}
+	return d.connect(ctx)
+}
+
 // Connect polls the command endpoint like a woken device: Idle, then one
 // answer per command, until the server has nothing more. It returns the
 // number of commands it answered.
 func (d *Device) Connect(ctx context.Context) (int, error) {
 	d.connMu.Lock()
 	defer d.connMu.Unlock()
+	return d.connect(ctx)
+}
+
+func (d *Device) connect(ctx context.Context) (int, error) {
 	report := map[string]any{"UDID": d.UDID, "Status": "Idle"}
 	n := 0
 	for {
@@ -599,6 +618,7 @@ func (d *Device) handle(ctx context.Context, uuid string, c map[string]any) (map
 			// Removing the enrollment profile removes every managed
 			// profile with it, and the device checks out.
 			d.profiles = map[string][]byte{}
+			d.enrolled = false
 			checkOut = true
 		}
 		d.mu.Unlock()

@@ -66,12 +66,16 @@ CREATE INDEX compliance_actions_state ON compliance_actions (state, created_at);
 -- A relying party's API token names the audience of the compliance
 -- tokens it may get.
 ALTER TABLE api_tokens ADD COLUMN audience TEXT NOT NULL DEFAULT '';
+-- The admin user who owns a token (who minted it, through any chain of
+-- tokens): two-person rules compare people, not credentials.
+ALTER TABLE api_tokens ADD COLUMN owner_user_id TEXT NOT NULL DEFAULT '';
 
 -- A sweep rewrites every state row's evaluated_at: room in each page lets
 -- PostgreSQL update in place (HOT) without touching the indexes.
 ALTER TABLE device_compliance SET (fillfactor = 70);
 
 -- +goose Down
+ALTER TABLE api_tokens DROP COLUMN owner_user_id;
 ALTER TABLE api_tokens DROP COLUMN audience;
 DROP TABLE compliance_actions;
 DROP TABLE compliance_dirty;

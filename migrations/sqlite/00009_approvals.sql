@@ -12,6 +12,8 @@ CREATE TABLE approvals (
     reason            TEXT NOT NULL,
     requested_by      TEXT NOT NULL,
     requested_by_name TEXT NOT NULL DEFAULT '',
+    -- The person behind the request (mdmd.Principal.Person).
+    requested_by_person TEXT NOT NULL DEFAULT '',
     requested_at      DATETIME NOT NULL,
     expires_at        DATETIME NOT NULL,
     state             TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'failed')),

@@ -134,7 +134,7 @@ func (c *Console) authenticate(next http.Handler) http.Handler {
 		if err := c.o.Store.TouchConsoleSession(r.Context(), sess.IDHash, c.o.Now()); err != nil {
 			c.log.Warn("recording session use failed", "err", err)
 		}
-		p := &mdmd.Principal{Type: mdmd.ActorAdmin, ID: u.ID, Name: u.Username, Role: u.Role}
+		p := &mdmd.Principal{Type: mdmd.ActorAdmin, ID: u.ID, Name: u.Username, Role: u.Role, Person: u.ID}
 		ctx := web.WithPrincipal(r.Context(), p)
 		ctx = context.WithValue(ctx, keyState, &reqState{sess: sess, user: u, principal: p})
 		next.ServeHTTP(w, r.WithContext(ctx))
