@@ -115,6 +115,13 @@ type AdminUser struct {
 
 var usernameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,99}$`)
 
+// AdminUserUpdate is a partial change to a console user.
+type AdminUserUpdate struct {
+	Role         *Role
+	Disabled     *bool
+	PasswordHash *string
+}
+
 // Validate checks an admin user before it is stored.
 func (u *AdminUser) Validate() error {
 	if !usernameRE.MatchString(u.Username) {

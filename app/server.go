@@ -40,6 +40,7 @@ import (
 	"github.com/mdmd/mdmd/secret"
 	"github.com/mdmd/mdmd/ssf"
 	"github.com/mdmd/mdmd/storage"
+	"github.com/mdmd/mdmd/users"
 	"github.com/mdmd/mdmd/web"
 	"github.com/mdmd/mdmd/webhooks"
 )
@@ -429,7 +430,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, approvalSvc, auditExportAPI{st: st}, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
-			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens},
+			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens, users.API{Store: st}},
 		Membership: profileSvc, Version: Version, PublicURL: s.cfg.PublicURL})
 	s.mu.Lock()
 	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc

@@ -43,11 +43,7 @@ func (s *Store) ListAdminUsers(ctx context.Context) ([]mdmd.AdminUser, error) {
 }
 
 // AdminUserUpdate is a partial change to a console user.
-type AdminUserUpdate struct {
-	Role         *mdmd.Role
-	Disabled     *bool
-	PasswordHash *string
-}
+type AdminUserUpdate = mdmd.AdminUserUpdate
 
 // UpdateAdminUser applies the set fields of u.
 func (s *Store) UpdateAdminUser(ctx context.Context, id string, u AdminUserUpdate) (*mdmd.AdminUser, error) {
@@ -140,4 +136,15 @@ func (s *Store) AudienceApproved(ctx context.Context, audience string) (bool, er
 	err := s.table(ctx, "api_tokens").Where("role = ? AND audience = ? AND revoked_at IS NULL AND expires_at > ?",
 		string(mdmd.RoleRelyingParty), audience, s.Now()).Count(&n).Error
 	return n > 0, dbErr(err, "API tokens")
+}
+
+// RevokeTokensOwnedBy revokes every active API token the admin user owns
+// (a user who is disabled keeps no working credential), and returns how
+// many it revoked.
+func (s *Store) RevokeTokensOwnedBy(ctx context.Context, userID string) (int64, error) {
+	if userID == "" {
+		return 0, mdmd.FieldError("user", "required")
+	}
+	res := s.table(ctx, "api_tokens").Where("owner_user_id = ? AND revoked_at IS NULL", userID).Update("revoked_at", s.Now())
+	return res.RowsAffected, dbErr(res.Error, "API tokens")
 }
