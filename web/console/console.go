@@ -85,8 +85,10 @@ type Options struct {
 	// Approvals, when set, lets a full wipe be requested and approved;
 	// without it the console offers no full wipe.
 	Approvals Approvals
-	Box       *secret.Box
-	Logger    *slog.Logger
+	// Audit, when set, adds the audit log viewer (permission audit:read).
+	Audit  AuditStore
+	Box    *secret.Box
+	Logger *slog.Logger
 	// PublicURL is the server's URL: its origin is accepted on forms, and
 	// an https URL makes cookies Secure even behind a TLS-terminating proxy.
 	PublicURL string
@@ -200,6 +202,9 @@ func (c *Console) Register(r chi.Router) {
 			c.handle(r, "POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, c.actLock)
 			c.handle(r, "POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, c.actClearPasscode)
 			c.handle(r, "POST", "/devices/{id}/actions/wipe-selective", mdmd.PermCommandsWipe, c.actWipeSelective)
+			if c.o.Audit != nil {
+				c.handle(r, "GET", "/audit", mdmd.PermAuditRead, c.auditLog)
+			}
 			if c.o.Approvals != nil {
 				c.handle(r, "POST", "/devices/{id}/actions/wipe-full", mdmd.PermCommandsWipe, c.actWipeFull)
 				c.handle(r, "GET", "/approvals", mdmd.PermCommandsWipe, c.approvals)
