@@ -130,3 +130,43 @@ func RandomPassword() string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// MaxTokenDays bounds a token's lifetime: every credential expires.
+const MaxTokenDays = 366
+
+// TokenRequest describes a token to mint. Days 0 means 90.
+type TokenRequest struct {
+	Name     string
+	Role     mdmd.Role
+	Audience string
+	Days     int
+}
+
+// TokenCreator stores new tokens.
+type TokenCreator interface {
+	CreateAPIToken(ctx context.Context, t *mdmd.APIToken) error
+}
+
+// IssueToken mints a token on behalf of p, for the API and the console
+// alike. The token belongs to p's person (the signed-in user, or the owner
+// of the token p used), so that two-person rules see through it. It
+// returns the stored token and its secret, which is shown once.
+func IssueToken(ctx context.Context, st TokenCreator, p *mdmd.Principal, req TokenRequest, now time.Time) (*mdmd.APIToken, string, error) {
+	if req.Days == 0 {
+		req.Days = 90
+	}
+	if req.Days < 1 || req.Days > MaxTokenDays {
+		return nil, "", mdmd.FieldError("expires_in_days", "must be from 1 to %d", MaxTokenDays)
+	}
+	owner := p.Person
+	if p.Type == mdmd.ActorAdmin {
+		owner = p.ID
+	}
+	secret, hash := NewToken()
+	t := &mdmd.APIToken{Name: req.Name, Role: req.Role, Audience: req.Audience, OwnerUserID: owner, Hash: hash,
+		Prefix: DisplayPrefix(secret), CreatedBy: p.Name, ExpiresAt: now.Add(time.Duration(req.Days) * 24 * time.Hour)}
+	if err := st.CreateAPIToken(ctx, t); err != nil {
+		return nil, "", err
+	}
+	return t, secret, nil
+}

@@ -23,12 +23,77 @@ type Store interface {
 	RevokeTokensOwnedBy(ctx context.Context, userID string) (int64, error)
 }
 
+// Service changes console users, for the API and the console alike.
+type Service struct{ Store Store }
+
+// Create adds a console user with a password (argon2id) and a role.
+func (s Service) Create(ctx context.Context, username, password string, role mdmd.Role) (*mdmd.AdminUser, error) {
+	if !role.Valid() {
+		return nil, mdmd.FieldError("role", "unknown role %q", role)
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return nil, err
+	}
+	u := &mdmd.AdminUser{Username: username, PasswordHash: hash, Role: role}
+	return u, s.Store.CreateAdminUser(ctx, u)
+}
+
+// Change is a change to a user; nil fields stay as they are.
+type Change struct {
+	Role     *mdmd.Role `json:"role"`
+	Disabled *bool      `json:"disabled"`
+	Password *string    `json:"password"`
+}
+
+// Update applies a change made by p. Nobody changes their own role or
+// disables themselves: another admin must, so that nobody locks everyone
+// out by mistake. Disabling a user revokes every token they own; the
+// number revoked is returned.
+func (s Service) Update(ctx context.Context, p *mdmd.Principal, id string, c Change) (*mdmd.AdminUser, int64, error) {
+	if p != nil && p.Person == id && (c.Role != nil || c.Disabled != nil) {
+		return nil, 0, mdmd.Errorf(mdmd.EConflict, "you cannot change your own role or disable yourself; ask another administrator")
+	}
+	upd := mdmd.AdminUserUpdate{Role: c.Role, Disabled: c.Disabled}
+	if c.Password != nil {
+		hash, err := auth.HashPassword(*c.Password)
+		if err != nil {
+			return nil, 0, err
+		}
+		upd.PasswordHash = &hash
+	}
+	u, err := s.Store.UpdateAdminUser(ctx, id, upd)
+	if err != nil {
+		return nil, 0, err
+	}
+	var revoked int64
+	if c.Disabled != nil && *c.Disabled {
+		if revoked, err = s.Store.RevokeTokensOwnedBy(ctx, id); err != nil {
+			return nil, 0, err
+		}
+	}
+	return u, revoked, nil
+}
+
+// ResetTOTP removes a user's second factor: they enroll a new one at
+// their next sign-in.
+func (s Service) ResetTOTP(ctx context.Context, id string) error {
+	if _, err := s.Store.GetAdminUser(ctx, id); err != nil {
+		return err
+	}
+	if err := s.Store.DeleteAdminTOTP(ctx, id); err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+		return err
+	}
+	return nil
+}
+
 // API manages console users. Every route needs users:manage (admins).
 type API struct{ Store Store }
 
 // RegisterAPI adds the user routes.
 func (a API) RegisterAPI(reg web.Registrar) {
 	const perm = mdmd.PermUsersManage
+	svc := Service{Store: a.Store}
 	reg.Handle("GET", "/users", perm, func(w http.ResponseWriter, r *http.Request) error {
 		us, err := a.Store.ListAdminUsers(r.Context())
 		if err != nil {
@@ -49,15 +114,8 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
 		}
-		if !in.Role.Valid() {
-			return mdmd.FieldError("role", "unknown role %q", in.Role)
-		}
-		hash, err := auth.HashPassword(in.Password)
+		u, err := svc.Create(r.Context(), in.Username, in.Password, in.Role)
 		if err != nil {
-			return err
-		}
-		u := &mdmd.AdminUser{Username: in.Username, PasswordHash: hash, Role: in.Role}
-		if err := a.Store.CreateAdminUser(r.Context(), u); err != nil {
 			return err
 		}
 		reg.Audit(r, "user.create", "admin_user", u.ID, mdmd.OutcomeSuccess, "", map[string]any{"username": u.Username, "role": u.Role})
@@ -65,52 +123,24 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	// Change a user's role, disable or enable them, or set a new password.
-	// Nobody changes their own role or disables themselves: another admin
-	// must, so an admin cannot lock everyone out by mistake.
 	reg.HandleJSON("PATCH", "/users/{id}", perm, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			Role     *mdmd.Role `json:"role"`
-			Disabled *bool      `json:"disabled"`
-			Password *string    `json:"password"`
-		}
+		var in Change
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
 		}
 		id := chi.URLParam(r, "id")
-		if p := web.PrincipalFrom(r.Context()); p != nil && p.Person == id && (in.Role != nil || in.Disabled != nil) {
-			return mdmd.Errorf(mdmd.EConflict, "you cannot change your own role or disable yourself; ask another administrator")
-		}
-		upd := mdmd.AdminUserUpdate{Role: in.Role, Disabled: in.Disabled}
-		if in.Password != nil {
-			hash, err := auth.HashPassword(*in.Password)
-			if err != nil {
-				return err
-			}
-			upd.PasswordHash = &hash
-		}
-		u, err := a.Store.UpdateAdminUser(r.Context(), id, upd)
+		u, revoked, err := svc.Update(r.Context(), web.PrincipalFrom(r.Context()), id, in)
 		if err != nil {
 			return err
 		}
-		details := map[string]any{"role": in.Role, "disabled": in.Disabled, "password_changed": in.Password != nil}
-		if in.Disabled != nil && *in.Disabled {
-			n, err := a.Store.RevokeTokensOwnedBy(r.Context(), id)
-			if err != nil {
-				return err
-			}
-			details["tokens_revoked"] = n
-		}
-		reg.Audit(r, "user.update", "admin_user", id, mdmd.OutcomeSuccess, "", details)
+		reg.Audit(r, "user.update", "admin_user", id, mdmd.OutcomeSuccess, "",
+			map[string]any{"role": in.Role, "disabled": in.Disabled, "password_changed": in.Password != nil, "tokens_revoked": revoked})
 		web.WriteJSON(w, http.StatusOK, u)
 		return nil
 	})
-	// Reset a user's second factor: they enroll a new one at next sign-in.
 	reg.Handle("DELETE", "/users/{id}/totp", perm, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		if _, err := a.Store.GetAdminUser(r.Context(), id); err != nil {
-			return err
-		}
-		if err := a.Store.DeleteAdminTOTP(r.Context(), id); err != nil && !mdmd.IsCode(err, mdmd.ENotFound) {
+		if err := svc.ResetTOTP(r.Context(), id); err != nil {
 			return err
 		}
 		reg.Audit(r, "user.totp_reset", "admin_user", id, mdmd.OutcomeSuccess, "", nil)

@@ -578,7 +578,7 @@ func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 // MaxTokenDays bounds a token's lifetime: every credential expires.
-const MaxTokenDays = 366
+const MaxTokenDays = auth.MaxTokenDays
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	var in struct {
@@ -590,21 +590,9 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	if in.ExpiresInDays == 0 {
-		in.ExpiresInDays = 90
-	}
-	if in.ExpiresInDays < 1 || in.ExpiresInDays > MaxTokenDays {
-		return mdmd.FieldError("expires_in_days", "must be from 1 to %d", MaxTokenDays)
-	}
-	secret, hash := auth.NewToken()
-	p := PrincipalFrom(r.Context())
-	owner := p.Person
-	if p.Type == mdmd.ActorAdmin {
-		owner = p.ID
-	}
-	t := &mdmd.APIToken{Name: in.Name, Role: in.Role, Audience: in.Audience, OwnerUserID: owner, Hash: hash, Prefix: auth.DisplayPrefix(secret),
-		CreatedBy: p.Name, ExpiresAt: a.d.Now().Add(time.Duration(in.ExpiresInDays) * 24 * time.Hour)}
-	if err := a.d.Tokens.CreateAPIToken(r.Context(), t); err != nil {
+	t, secret, err := auth.IssueToken(r.Context(), a.d.Tokens, PrincipalFrom(r.Context()),
+		auth.TokenRequest{Name: in.Name, Role: in.Role, Audience: in.Audience, Days: in.ExpiresInDays}, a.d.Now())
+	if err != nil {
 		return err
 	}
 	a.audit(r, "token.create", "token", t.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": t.Name, "role": t.Role, "audience": t.Audience, "expires_at": t.ExpiresAt})

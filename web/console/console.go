@@ -86,9 +86,14 @@ type Options struct {
 	// without it the console offers no full wipe.
 	Approvals Approvals
 	// Audit, when set, adds the audit log viewer (permission audit:read).
-	Audit  AuditStore
-	Box    *secret.Box
-	Logger *slog.Logger
+	Audit AuditStore
+	// Admin, when set, adds the settings pages for API tokens
+	// (tokens:manage) and users (users:manage).
+	Admin AdminStore
+	// Enrollment, when set, adds the enrollment page (enroll:manage).
+	Enrollment *Enrollment
+	Box        *secret.Box
+	Logger     *slog.Logger
 	// PublicURL is the server's URL: its origin is accepted on forms, and
 	// an https URL makes cookies Secure even behind a TLS-terminating proxy.
 	PublicURL string
@@ -202,6 +207,23 @@ func (c *Console) Register(r chi.Router) {
 			c.handle(r, "POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, c.actLock)
 			c.handle(r, "POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, c.actClearPasscode)
 			c.handle(r, "POST", "/devices/{id}/actions/wipe-selective", mdmd.PermCommandsWipe, c.actWipeSelective)
+			if c.o.Enrollment != nil {
+				c.handle(r, "GET", "/enrollment", mdmd.PermEnrollManage, c.enrollment)
+				c.handle(r, "POST", "/enrollment/links", mdmd.PermEnrollManage, c.createLink)
+				c.handle(r, "POST", "/enrollment/links/{id}/revoke", mdmd.PermEnrollManage, c.revokeLink)
+				c.handle(r, "POST", "/enrollment/android-tokens", mdmd.PermEnrollManage, c.createAndroidToken)
+				c.handle(r, "POST", "/enrollment/android-tokens/{id}/revoke", mdmd.PermEnrollManage, c.revokeAndroidToken)
+			}
+			if c.o.Admin != nil {
+				c.handle(r, "GET", "/settings/tokens", mdmd.PermTokensManage, c.tokens)
+				c.handle(r, "POST", "/settings/tokens", mdmd.PermTokensManage, c.createToken)
+				c.handle(r, "POST", "/settings/tokens/{id}/revoke", mdmd.PermTokensManage, c.revokeToken)
+				c.handle(r, "GET", "/settings/users", mdmd.PermUsersManage, c.usersList)
+				c.handle(r, "POST", "/settings/users", mdmd.PermUsersManage, c.createUser)
+				c.handle(r, "POST", "/settings/users/{id}/disable", mdmd.PermUsersManage, c.setUserDisabled(true))
+				c.handle(r, "POST", "/settings/users/{id}/enable", mdmd.PermUsersManage, c.setUserDisabled(false))
+				c.handle(r, "POST", "/settings/users/{id}/reset-totp", mdmd.PermUsersManage, c.resetTOTP)
+			}
 			if c.o.Audit != nil {
 				c.handle(r, "GET", "/audit", mdmd.PermAuditRead, c.auditLog)
 			}

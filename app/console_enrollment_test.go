@@ -1,0 +1,133 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdmd/mdmd"
+	"github.com/mdmd/mdmd/android/fakeamapi"
+	"github.com/mdmd/mdmd/apple/fakeapns"
+)
+
+// consoleSession signs a user of the role in without the sign-in pages
+// (which TestConsoleBrowser covers) and returns a client for console
+// pages and forms.
+func consoleSession(t *testing.T, ts *testServer, role mdmd.Role) func(method, path string, form url.Values) (int, string) {
+	t.Helper()
+	ctx := context.Background()
+	u := &mdmd.AdminUser{Username: "console-" + string(role), PasswordHash: "x", Role: role}
+	if err := ts.srv.Store().CreateAdminUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	id, csrf := "sid-"+string(role)+"-0123456789abcdef", "csrf-"+string(role)
+	sum := sha256.Sum256([]byte(id))
+	now := time.Now()
+	if err := ts.srv.Store().CreateConsoleSession(ctx, &mdmd.ConsoleSession{IDHash: hex.EncodeToString(sum[:]), UserID: u.ID,
+		CSRFToken: csrf, MFADone: true, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return func(method, path string, form url.Values) (int, string) {
+		t.Helper()
+		var req *http.Request
+		if form != nil {
+			form.Set("csrf", csrf)
+			req, _ = http.NewRequest(method, ts.URL+path, strings.NewReader(form.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		} else {
+			req, _ = http.NewRequest(method, ts.URL+path, nil)
+		}
+		req.Header.Set("Accept", "text/html")
+		req.AddCookie(&http.Cookie{Name: "mdmd_session", Value: id})
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := resp.Body.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		return resp.StatusCode, b.String()
+	}
+}
+
+// The console's enrollment page on every backend: an iOS link made there
+// serves the enrollment profile, an Android token made there shows its QR
+// code and enrolls a simulated device; bad input is refused next to its
+// form; a viewer gets 403.
+func TestConsoleEnrollment(t *testing.T) { eachBackend(t, testConsoleEnrollment) }
+
+func testConsoleEnrollment(t *testing.T, dbURL string) {
+	env := newAndroidEnv(t, dbURL)
+	// iOS profiles name the push topic: upload a push certificate.
+	certPEM, keyPEM, err := fakeapns.PushCertificate("com.apple.mgmt.External.console-test", 365*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.mustDo(200, "PUT", "/api/v1/apple/push-certificate", env.Token, map[string]string{"cert_pem": string(certPEM), "key_pem": string(keyPEM)})
+	admin := consoleSession(t, env.testServer, mdmd.RoleAdmin)
+	viewer := consoleSession(t, env.testServer, mdmd.RoleViewer)
+
+	if status, page := admin("GET", "/enrollment", nil); status != 200 || !strings.Contains(page, "Android: enrollment tokens") ||
+		!strings.Contains(page, `action="/enrollment/android-tokens"`) {
+		t.Fatalf("GET /enrollment: %d", status)
+	}
+	status, page := admin("POST", "/enrollment/links", url.Values{"owner": {"dana@example.com"}, "ownership": {"corporate"}, "hours": {"24"}, "one_time": {"on"}})
+	link := regexp.MustCompile(`value="(http://[^"]+/enroll/[^"]+)"`).FindStringSubmatch(page)
+	if status != 201 || link == nil {
+		t.Fatalf("create link: %d", status)
+	}
+	resp, err := http.Get(link[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Content-Type"), "apple-aspen-config") {
+		t.Errorf("the new link's profile: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if status, page := admin("POST", "/enrollment/links", url.Values{"hours": {"99999"}}); status != 400 || !strings.Contains(page, `id="link-error"`) {
+		t.Errorf("a link for 99999 hours: %d", status)
+	}
+
+	status, page = admin("POST", "/enrollment/android-tokens", url.Values{"kind": {"fully_managed"}, "owner": {"erik@example.com"}, "hours": {"24"}})
+	value := regexp.MustCompile(`id="new-token" readonly value="([^"]+)"`).FindStringSubmatch(page)
+	if status != 201 || value == nil || !strings.Contains(page, `src="data:image/png;base64,`) {
+		t.Fatalf("create Android token: %d", status)
+	}
+	env.enroll(t, value[1], fakeamapi.HealthyPosture)
+	if status, page := admin("POST", "/enrollment/android-tokens", url.Values{"kind": {"tamagotchi"}}); status != 400 || !strings.Contains(page, `id="token-error"`) {
+		t.Errorf("an unknown kind: %d", status)
+	}
+	links, _ := env.srv.Store().ListEnrollmentLinks(context.Background(), mdmd.PlatformIOS)
+	if len(links) != 1 {
+		t.Fatalf("%d links after one good and one refused form", len(links))
+	}
+	if status, _ := admin("POST", "/enrollment/links/"+links[0].ID+"/revoke", url.Values{}); status != http.StatusSeeOther {
+		t.Errorf("revoke: %d", status)
+	}
+	if resp, err := http.Get(link[1]); err != nil || resp.StatusCode == 200 {
+		t.Errorf("a revoked link still serves its profile: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+
+	if status, _ := viewer("GET", "/enrollment", nil); status != 403 {
+		t.Errorf("viewer: %d", status)
+	}
+	if status, _ := viewer("POST", "/enrollment/links", url.Values{"hours": {"24"}}); status != 403 {
+		t.Errorf("viewer creating a link: %d", status)
+	}
+}
