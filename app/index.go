@@ -78,10 +78,10 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 // from the console go through the approval service.
 func (s *Server) newConsole(st *storage.Store, cmds *commands.Service, appr console.Approvals, box *secret.Box,
 	enr *enroll.Service, and *android.Service) (*console.Console, error) {
+	enrollment := &console.Enrollment{Links: enr, Android: and, Store: st}
 	return console.New(console.Options{Store: st, Commands: cmds, Approvals: appr, Audit: st, Admin: st, Box: box,
-		Enrollment: &console.Enrollment{Links: enr, Android: and, Store: st},
-		Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL, TLS: s.cfg.TLSCert != "",
-		Issuer: consoleIssuer(s.cfg.Org)})
+		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
+		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org)})
 }
 
 func consoleIssuer(org string) string {
