@@ -42,6 +42,7 @@ import (
 	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/users"
 	"github.com/mdmd/mdmd/web"
+	"github.com/mdmd/mdmd/web/console"
 	"github.com/mdmd/mdmd/webhooks"
 )
 
@@ -374,6 +375,12 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 		return err
 	})
 	runner.Every("events.prune", 24*time.Hour)
+	runner.Register("console.prune_sessions", func(ctx context.Context, _ *mdmd.Job) error {
+		// Sessions idle past the console's timeout can never be used again.
+		_, err := st.PruneConsoleSessions(ctx, time.Now().Add(-console.DefaultIdleTimeout))
+		return err
+	})
+	runner.Every("console.prune_sessions", time.Hour)
 	hooks := webhooks.New(st, box, webhooks.Options{Jobs: runner, Replica: s.replica, Logger: s.log.With("component", "webhooks")})
 	runner.Register(webhooks.FanoutJob, hooks.RunFanout)
 	runner.Every(webhooks.FanoutJob, 5*time.Second)

@@ -112,6 +112,9 @@ type Options struct {
 	Now         func() time.Time
 }
 
+// DefaultIdleTimeout ends a console session nobody used for this long.
+const DefaultIdleTimeout = 30 * time.Minute
+
 // Route is one console route and the permission it requires ("" for
 // pages every signed-in user may see, such as sign-in and sign-out).
 type Route struct {
@@ -144,7 +147,7 @@ func New(o Options) (*Console, error) {
 		o.MFARoles = []mdmd.Role{mdmd.RoleAdmin}
 	}
 	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = 30 * time.Minute
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.MaxLifetime <= 0 {
 		o.MaxLifetime = 12 * time.Hour
