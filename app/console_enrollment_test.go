@@ -131,3 +131,32 @@ func testConsoleEnrollment(t *testing.T, dbURL string) {
 		t.Errorf("viewer creating a link: %d", status)
 	}
 }
+
+// The push certificate page: an upload through the console replaces the
+// certificate, one that expires soon shows the warning, and bad input is
+// refused next to the form; only settings:manage reaches it.
+func TestConsolePushCertificate(t *testing.T) {
+	ts := start(t, "--data-dir", t.TempDir(), "--database-url", backends(t)[0].URL)
+	admin := consoleSession(t, ts, mdmd.RoleAdmin)
+	helpdesk := consoleSession(t, ts, mdmd.RoleHelpdesk)
+	if status, page := admin("GET", "/settings/push-certificate", nil); status != 200 || !strings.Contains(page, `id="push-missing"`) {
+		t.Fatalf("before any upload: %d", status)
+	}
+	certPEM, keyPEM, err := fakeapns.PushCertificate("com.apple.mgmt.External.soon", 10*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, page := admin("POST", "/settings/push-certificate", url.Values{"cert_pem": {string(certPEM)}, "key_pem": {"not a key"}}); status != 400 || !strings.Contains(page, `id="push-error"`) {
+		t.Errorf("a bad key: %d", status)
+	}
+	if status, _ := admin("POST", "/settings/push-certificate", url.Values{"cert_pem": {string(certPEM)}, "key_pem": {string(keyPEM)}}); status != http.StatusSeeOther {
+		t.Fatalf("upload: %d", status)
+	}
+	status, page := admin("GET", "/settings/push-certificate", nil)
+	if status != 200 || !strings.Contains(page, "com.apple.mgmt.External.soon") || !strings.Contains(page, `id="push-warning"`) {
+		t.Errorf("after uploading a certificate that expires in 10 days: %d", status)
+	}
+	if status, _ := helpdesk("GET", "/settings/push-certificate", nil); status != 403 {
+		t.Errorf("helpdesk: %d", status)
+	}
+}

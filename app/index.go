@@ -77,11 +77,11 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 // newConsole builds the web console on the server's services. Full wipes
 // from the console go through the approval service.
 func (s *Server) newConsole(st *storage.Store, cmds *commands.Service, appr console.Approvals, box *secret.Box,
-	enr *enroll.Service, and *android.Service) (*console.Console, error) {
+	enr *enroll.Service, and *android.Service, push console.PushCertificate) (*console.Console, error) {
 	enrollment := &console.Enrollment{Links: enr, Android: and, Store: st}
 	return console.New(console.Options{Store: st, Commands: cmds, Approvals: appr, Audit: st, Admin: st, Box: box,
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
-		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org)})
+		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: push})
 }
 
 func consoleIssuer(org string) string {

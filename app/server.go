@@ -443,7 +443,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc
 	s.mu.Unlock()
 	httpLog := s.log.With("component", "http")
-	con, err := s.newConsole(st, cmds, approvalSvc, box, enrollment, androidSvc)
+	con, err := s.newConsole(st, cmds, approvalSvc, box, enrollment, androidSvc, pusher)
 	if err != nil {
 		return fmt.Errorf("web console: %w", err)
 	}

@@ -92,8 +92,10 @@ type Options struct {
 	Admin AdminStore
 	// Enrollment, when set, adds the enrollment page (enroll:manage).
 	Enrollment *Enrollment
-	Box        *secret.Box
-	Logger     *slog.Logger
+	// PushCert, when set, adds the push certificate page (settings:manage).
+	PushCert PushCertificate
+	Box      *secret.Box
+	Logger   *slog.Logger
 	// PublicURL is the server's URL: its origin is accepted on forms, and
 	// an https URL makes cookies Secure even behind a TLS-terminating proxy.
 	PublicURL string
@@ -210,6 +212,10 @@ func (c *Console) Register(r chi.Router) {
 			c.handle(r, "POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, c.actLock)
 			c.handle(r, "POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, c.actClearPasscode)
 			c.handle(r, "POST", "/devices/{id}/actions/wipe-selective", mdmd.PermCommandsWipe, c.actWipeSelective)
+			if c.o.PushCert != nil {
+				c.handle(r, "GET", "/settings/push-certificate", mdmd.PermSettingsManage, c.pushCert)
+				c.handle(r, "POST", "/settings/push-certificate", mdmd.PermSettingsManage, c.uploadPushCert)
+			}
 			if c.o.Enrollment != nil {
 				c.handle(r, "GET", "/enrollment", mdmd.PermEnrollManage, c.enrollment)
 				c.handle(r, "POST", "/enrollment/links", mdmd.PermEnrollManage, c.createLink)
