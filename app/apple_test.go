@@ -304,12 +304,17 @@ func TestAppleEndToEnd(t *testing.T) {
 				d, _ := env.srv.Store().GetDevice(ctx, dev2.ID)
 				return d.EnrollmentState == mdmd.EnrollmentWiped
 			})
-			var audit web.Page[mdmd.AuditEvent]
-			env.mustDo(200, "GET", "/api/v1/audit?target="+dev2.ID, env.Token, nil).json(t, &audit)
+			// The audit entry follows the state change (the device's answer
+			// is recorded first).
 			actions := map[string]bool{}
-			for _, e := range audit.Items {
-				actions[e.Action] = true
-			}
+			eventually(t, 5*time.Second, "the wipe audited", func() bool {
+				var audit web.Page[mdmd.AuditEvent]
+				env.mustDo(200, "GET", "/api/v1/audit?target="+dev2.ID, env.Token, nil).json(t, &audit)
+				for _, e := range audit.Items {
+					actions[e.Action] = true
+				}
+				return actions["device.wiped"]
+			})
 			for _, a := range []string{"device.authenticate", "device.enrolled", "device.wipe", "device.wiped"} {
 				if !actions[a] {
 					t.Errorf("audit lacks %s for the wiped device: %v", a, actions)

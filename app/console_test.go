@@ -149,6 +149,9 @@ func (b *browser) login(user, password string) string {
 		}
 		return ""
 	}
+	if b.count(`img.qr[src^="data:image/png;base64,"]`) != 1 {
+		b.t.Fatal("the TOTP enrollment page shows no QR code")
+	}
 	secret := strings.TrimSpace(b.text("#totp-secret"))
 	code, err := console.TOTPCodeAt(secret, time.Now())
 	if err != nil {

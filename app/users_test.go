@@ -60,6 +60,21 @@ func testUserManagement(t *testing.T, dbURL string) {
 	f.mustDo(200, "PATCH", "/api/v1/users/"+bob.ID, secret, map[string]any{"password": "bob's new long password"})
 	f.mustDo(204, "DELETE", "/api/v1/users/"+bob.ID+"/totp", f.Token, nil)
 
+	// Demoting a user revokes their tokens: a token keeps the role it was
+	// minted with.
+	var dan mdmd.AdminUser
+	f.mustDo(201, "POST", "/api/v1/users", f.Token, map[string]any{"username": "dan", "password": "a long enough password", "role": "admin"}).json(t, &dan)
+	danTok, danHash := auth.NewToken()
+	if err := f.srv.Store().CreateAPIToken(ctx, &mdmd.APIToken{Name: "dan", Role: mdmd.RoleAdmin, OwnerUserID: dan.ID, Hash: danHash,
+		Prefix: auth.DisplayPrefix(danTok), CreatedBy: "dan", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	f.mustDo(200, "GET", "/api/v1/users", danTok, nil)
+	f.mustDo(200, "PATCH", "/api/v1/users/"+dan.ID, f.Token, map[string]any{"role": "viewer"})
+	if r := f.do("GET", "/api/v1/me", danTok, nil); r.Status != 401 {
+		t.Errorf("a demoted admin's token: %d", r.Status)
+	}
+
 	// The first admin disables Bob: both of Bob's tokens stop working.
 	var disabled mdmd.AdminUser
 	f.mustDo(200, "PATCH", "/api/v1/users/"+bob.ID, f.Token, map[string]any{"disabled": true}).json(t, &disabled)

@@ -49,7 +49,8 @@ func (s *Store) AppendAudit(ctx context.Context, e *mdmd.AuditEvent) error {
 func (s *Store) ListAudit(ctx context.Context, f mdmd.AuditFilter) ([]mdmd.AuditEvent, int64, error) {
 	q := s.table(ctx, "audit_events")
 	if f.Actor != "" {
-		q = q.Where("actor = ?", f.Actor)
+		// Admins and tokens are recorded as "name (id)": a name finds them.
+		q = q.Where("actor = ? OR actor LIKE ? ESCAPE '\\'", f.Actor, escapeLike(f.Actor)+" (%")
 	}
 	if f.Action != "" {
 		q = q.Where("action = ?", f.Action)

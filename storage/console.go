@@ -321,3 +321,10 @@ func (s *Store) DeviceTimeline(ctx context.Context, deviceID string, limit int) 
 func sortTimeline(es []mdmd.TimelineEntry) {
 	sort.SliceStable(es, func(i, j int) bool { return es[i].At.After(es[j].At) })
 }
+
+// DeleteUserConsoleSessions ends every console session of a user (whose
+// role changed, or who was disabled), and returns how many it ended.
+func (s *Store) DeleteUserConsoleSessions(ctx context.Context, userID string) (int64, error) {
+	res := s.table(ctx, "console_sessions").Where("user_id = ?", userID).Delete(&mdmd.ConsoleSession{})
+	return res.RowsAffected, dbErr(res.Error, "console sessions")
+}

@@ -21,6 +21,7 @@ type Store interface {
 	UpdateAdminUser(ctx context.Context, id string, u mdmd.AdminUserUpdate) (*mdmd.AdminUser, error)
 	DeleteAdminTOTP(ctx context.Context, userID string) error
 	RevokeTokensOwnedBy(ctx context.Context, userID string) (int64, error)
+	DeleteUserConsoleSessions(ctx context.Context, userID string) (int64, error)
 }
 
 // Service changes console users, for the API and the console alike.
@@ -48,8 +49,10 @@ type Change struct {
 
 // Update applies a change made by p. Nobody changes their own role or
 // disables themselves: another admin must, so that nobody locks everyone
-// out by mistake. Disabling a user revokes every token they own; the
-// number revoked is returned.
+// out by mistake. Disabling a user, or changing their role, revokes every
+// token they own (a token keeps the role it was minted with) and ends
+// their console sessions (a session must pass the new role's second
+// factor); the number of tokens revoked is returned.
 func (s Service) Update(ctx context.Context, p *mdmd.Principal, id string, c Change) (*mdmd.AdminUser, int64, error) {
 	if p != nil && p.Person == id && (c.Role != nil || c.Disabled != nil) {
 		return nil, 0, mdmd.Errorf(mdmd.EConflict, "you cannot change your own role or disable yourself; ask another administrator")
@@ -62,13 +65,20 @@ func (s Service) Update(ctx context.Context, p *mdmd.Principal, id string, c Cha
 		}
 		upd.PasswordHash = &hash
 	}
+	before, err := s.Store.GetAdminUser(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
 	u, err := s.Store.UpdateAdminUser(ctx, id, upd)
 	if err != nil {
 		return nil, 0, err
 	}
 	var revoked int64
-	if c.Disabled != nil && *c.Disabled {
+	if (c.Disabled != nil && *c.Disabled) || (c.Role != nil && *c.Role != before.Role) {
 		if revoked, err = s.Store.RevokeTokensOwnedBy(ctx, id); err != nil {
+			return nil, 0, err
+		}
+		if _, err := s.Store.DeleteUserConsoleSessions(ctx, id); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -33,6 +33,10 @@ func TestAuditViewer(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := st.AppendAudit(ctx, &mdmd.AuditEvent{ActorType: mdmd.ActorAdmin, Actor: "alice (01a2-ffff)",
+				Action: "token.create", TargetType: "token", TargetID: "tok-alice", Outcome: mdmd.OutcomeSuccess}); err != nil {
+				t.Fatal(err)
+			}
 			c, err := New(Options{Store: st, Audit: st, PublicURL: "http://127.0.0.1"})
 			if err != nil {
 				t.Fatal(err)
@@ -66,7 +70,9 @@ func TestAuditViewer(t *testing.T) {
 				status     int
 				want, miss []string
 			}{
-				{"/audit", 200, []string{"dev-119", "dev-070", "Older entries"}, []string{"dev-069"}},
+				{"/audit", 200, []string{"tok-alice", "dev-119", "dev-071", "Older entries"}, []string{"dev-070"}},
+				{"/audit?actor=alice", 200, []string{"tok-alice"}, []string{"dev-119"}},
+				{"/audit?actor=ali", 200, []string{"No audit entries match"}, []string{"tok-alice"}},
 				{"/audit?action=device.wipe&actor=admin0", 200, []string{"dev-114", "dev-000"}, []string{"dev-003<", "device.lock"}},
 				{"/audit?target=dev-007", 200, []string{"dev-007"}, []string{"dev-008"}},
 				{"/audit?since=yesterday", 400, []string{"Since must be a date"}, nil},
@@ -99,7 +105,7 @@ func TestAuditViewer(t *testing.T) {
 				t.Fatal("no link to older entries")
 			}
 			next := first[i : i+strings.IndexByte(first[i:], '"')]
-			if _, older := get(auditor, strings.ReplaceAll(next, "&amp;", "&")); !strings.Contains(older, "dev-069") || strings.Contains(older, "dev-070<") {
+			if _, older := get(auditor, strings.ReplaceAll(next, "&amp;", "&")); !strings.Contains(older, "dev-070") || strings.Contains(older, "dev-071<") {
 				t.Error("the second page does not follow the first")
 			}
 			if status, _ := get(viewer, "/audit"); status != http.StatusForbidden {

@@ -34,6 +34,7 @@ func TestTOTPVectors(t *testing.T) {
 
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{"/devices?q=a": "/devices?q=a", "//evil.example": "/", "https://evil.example": "/",
+		"/\t/evil.example": "/", "/\n/evil.example": "/", "/devices\\..": "/",
 		"/\\evil.example": "/", "/login": "/", "": "/"} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

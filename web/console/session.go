@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
@@ -143,8 +144,10 @@ func (c *Console) authenticate(next http.Handler) http.Handler {
 
 // safeNext keeps a post-sign-in redirect on this site.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
-		strings.HasPrefix(next, "/login") || len(next) > 1000 {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/login") || len(next) > 1000 ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		// Browsers drop tabs and newlines and read \ as /, so "/\t/evil"
+		// or "/\\evil" would leave the site.
 		return "/"
 	}
 	return next
@@ -157,7 +160,7 @@ type loginContent struct {
 	Enroll bool
 	URI    string
 	Secret string
-	QR     string // a data: URI of the QR code's PNG
+	QR     template.URL // a data: URI of the QR code's PNG, made here
 }
 
 // loginForm shows the sign-in form, with a CSRF token bound to a cookie
@@ -387,7 +390,7 @@ func (c *Console) showTOTP(w http.ResponseWriter, r *http.Request, status int, e
 		content.Enroll, content.Secret = true, secret
 		content.URI = otpauthURI(c.o.Issuer, u.Username, secret)
 		if png, err := qrcode.Encode(content.URI, qrcode.Medium, 220); err == nil {
-			content.QR = "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)
+			content.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))
 		}
 	}
 	c.render(w, r, status, "totp", &pageData{Title: "Second factor", CSRF: sess.CSRFToken, Error: errMsg, Content: content})
