@@ -351,6 +351,32 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Fatalf("viewer wipe through the API = %d %s", r.Status, r.Body)
 		}
 
+		// Settings: a token minted in the browser shows its secret once,
+		// and the audit log lists it; both pages are screenshotted.
+		alice.open("/settings/tokens")
+		alice.run(chromedp.SendKeys(chromedp.ID("#t-name"), "browser-token"), chromedp.SetValue(chromedp.ID("#t-role"), "viewer"),
+			chromedp.Submit(chromedp.ID("#t-name")), chromedp.WaitVisible(chromedp.ID("#new-secret")))
+		secret := browserValue(alice, chromedp.Value(chromedp.ID("#new-secret")))
+		if r := env.do("GET", "/api/v1/devices", secret, nil); r.Status != 200 {
+			t.Fatalf("the token made in the browser: %d", r.Status)
+		}
+		alice.screenshot("tokens")
+		alice.open("/settings/tokens")
+		if strings.Contains(alice.text("main"), secret) {
+			t.Fatal("the token list shows the secret again")
+		}
+		alice.open("/audit?action=token.create")
+		if txt := alice.text("#audit"); !strings.Contains(txt, "token.create") || !strings.Contains(txt, "alice") {
+			t.Fatalf("audit viewer: %q", txt)
+		}
+		alice.screenshot("audit")
+		alice.open("/enrollment")
+		alice.screenshot("enrollment")
+		vera.open("/settings/users")
+		if !strings.Contains(vera.text(".alert"), "lacks the permission users:manage") {
+			t.Fatal("a viewer reached the users page")
+		}
+
 		// A phone-sized screen.
 		alice.run(chromedp.EmulateViewport(390, 844))
 		alice.open("/devices")
