@@ -209,6 +209,16 @@ func testConditionalAccess(t *testing.T, dbURL string) {
 	if _, err := push.GetStream(ctx, pollStream.StreamID); !asHTTP(err, &he) || he.Status != 404 {
 		t.Errorf("another receiver's stream: %v", err)
 	}
+	// Verification: the receiver asks for an event with its own state and
+	// gets it by push, verified against the JWKS.
+	if err := push.RequestVerification(ctx, pushStream.StreamID, "check-42"); err != nil {
+		t.Fatal(err)
+	}
+	vctx, vcancel := context.WithTimeout(ctx, 20*time.Second)
+	if _, err := push.WaitFor(vctx, func(s ssfrx.SET) bool { st, ok := s.Verification(); return ok && st == "check-42" }); err != nil {
+		t.Fatalf("no verification event: %v", err)
+	}
+	vcancel()
 
 	// A relying party, approved by an admin through its token.
 	var rp struct{ Secret string }
