@@ -160,3 +160,36 @@ func TestConsolePushCertificate(t *testing.T) {
 		t.Errorf("helpdesk: %d", status)
 	}
 }
+
+// The groups page: an admin creates and deletes groups, a taken name is
+// refused next to the form, a viewer sees the list but cannot change it.
+func TestConsoleGroups(t *testing.T) { eachBackend(t, testConsoleGroups) }
+
+func testConsoleGroups(t *testing.T, dbURL string) {
+	ts := start(t, "--data-dir", t.TempDir(), "--database-url", dbURL)
+	admin := consoleSession(t, ts, mdmd.RoleAdmin)
+	viewer := consoleSession(t, ts, mdmd.RoleViewer)
+	if status, _ := admin("POST", "/groups", url.Values{"name": {"sales"}, "description": {"field sales"}}); status != http.StatusSeeOther {
+		t.Fatalf("create: %d", status)
+	}
+	if status, page := admin("POST", "/groups", url.Values{"name": {"sales"}}); status != http.StatusConflict || !strings.Contains(page, `id="group-error"`) {
+		t.Errorf("a taken name: %d", status)
+	}
+	gs, err := ts.srv.Store().ListGroups(context.Background())
+	if err != nil || len(gs) != 1 || gs[0].Description != "field sales" {
+		t.Fatalf("groups = %+v, %v", gs, err)
+	}
+	status, page := viewer("GET", "/groups", nil)
+	if status != 200 || !strings.Contains(page, "sales") || strings.Contains(page, `action="/groups"`) {
+		t.Errorf("viewer's groups page: %d", status)
+	}
+	if status, _ := viewer("POST", "/groups/"+gs[0].ID+"/delete", url.Values{}); status != 403 {
+		t.Errorf("viewer deleting: %d", status)
+	}
+	if status, _ := admin("POST", "/groups/"+gs[0].ID+"/delete", url.Values{}); status != http.StatusSeeOther {
+		t.Errorf("delete: %d", status)
+	}
+	if gs, _ := ts.srv.Store().ListGroups(context.Background()); len(gs) != 0 {
+		t.Errorf("after delete: %+v", gs)
+	}
+}

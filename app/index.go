@@ -81,7 +81,7 @@ func (s *Server) newConsole(st *storage.Store, cmds *commands.Service, appr cons
 	enrollment := &console.Enrollment{Links: enr, Android: and, Store: st}
 	return console.New(console.Options{Store: st, Commands: cmds, Approvals: appr, Audit: st, Admin: st, Box: box,
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
-		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: push})
+		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: push, Groups: st})
 }
 
 func consoleIssuer(org string) string {

@@ -94,8 +94,11 @@ type Options struct {
 	Enrollment *Enrollment
 	// PushCert, when set, adds the push certificate page (settings:manage).
 	PushCert PushCertificate
-	Box      *secret.Box
-	Logger   *slog.Logger
+	// Groups, when set, adds the groups page (devices:read to see,
+	// groups:write to create and delete).
+	Groups GroupStore
+	Box    *secret.Box
+	Logger *slog.Logger
 	// PublicURL is the server's URL: its origin is accepted on forms, and
 	// an https URL makes cookies Secure even behind a TLS-terminating proxy.
 	PublicURL string
@@ -212,6 +215,11 @@ func (c *Console) Register(r chi.Router) {
 			c.handle(r, "POST", "/devices/{id}/actions/lock", mdmd.PermCommandsLock, c.actLock)
 			c.handle(r, "POST", "/devices/{id}/actions/clear-passcode", mdmd.PermCommandsLock, c.actClearPasscode)
 			c.handle(r, "POST", "/devices/{id}/actions/wipe-selective", mdmd.PermCommandsWipe, c.actWipeSelective)
+			if c.o.Groups != nil {
+				c.handle(r, "GET", "/groups", mdmd.PermDevicesRead, c.groups)
+				c.handle(r, "POST", "/groups", mdmd.PermGroupsWrite, c.createGroup)
+				c.handle(r, "POST", "/groups/{id}/delete", mdmd.PermGroupsWrite, c.deleteGroup)
+			}
 			if c.o.PushCert != nil {
 				c.handle(r, "GET", "/settings/push-certificate", mdmd.PermSettingsManage, c.pushCert)
 				c.handle(r, "POST", "/settings/push-certificate", mdmd.PermSettingsManage, c.uploadPushCert)
