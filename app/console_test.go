@@ -377,6 +377,24 @@ func TestConsoleBrowser(t *testing.T) {
 			t.Fatal("a viewer reached the users page")
 		}
 
+		// Five wrong passwords lock the account: then even the right one
+		// is refused, with the reason on the page.
+		malloryPW := createUser(t, env.testServer, "mallory", mdmd.RoleViewer)
+		mallory := newBrowser(t, chromium, env.URL, dir)
+		for i := range 6 {
+			pw := "wrong password " + strconv.Itoa(i)
+			if i == 5 {
+				pw = malloryPW
+			}
+			mallory.open("/login")
+			mallory.run(chromedp.WaitVisible(chromedp.ID("#username")),
+				chromedp.SendKeys(chromedp.ID("#username"), "mallory"), chromedp.SendKeys(chromedp.ID("#password"), pw),
+				chromedp.Submit(chromedp.ID("#password")), chromedp.WaitVisible(chromedp.CSS(".alert")))
+		}
+		if msg := mallory.text(".alert"); !strings.Contains(msg, "locked") {
+			t.Fatalf("after five failures and the right password: %q", msg)
+		}
+
 		// A phone-sized screen.
 		alice.run(chromedp.EmulateViewport(390, 844))
 		alice.open("/devices")
