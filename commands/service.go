@@ -530,21 +530,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.HandleJSON("POST", "/devices/{id}/actions/wipe", mdmd.PermCommandsWipe, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			Mode    string `json:"mode"`
-			Reason  string `json:"reason"`
-			Confirm string `json:"confirm"`
-			PIN     string `json:"pin"`
-			Push    *bool  `json:"push"`
-			// PreserveFRP keeps factory reset protection on a fully wiped
-			// Android device (default true).
-			PreserveFRP *bool `json:"preserve_frp"`
-		}
-		if err := web.DecodeJSON(r, &in); err != nil {
+		in, err := decodeWipe(r)
+		if err != nil {
 			return err
-		}
-		if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
-			return mdmd.FieldError("reason", "required, at most 500 characters")
 		}
 		id := chi.URLParam(r, "id")
 		d, err := s.st.GetDevice(r.Context(), id)
@@ -554,10 +542,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if in.Confirm == "" || (in.Confirm != d.Name && in.Confirm != d.SerialNumber) {
 			return mdmd.FieldError("confirm", "type the device's name or serial number to confirm the wipe")
 		}
-		if in.Mode != "selective" && in.Mode != "full" {
-			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
-		}
-		params := approvals.WipeParams{Mode: in.Mode, PIN: in.PIN, Push: in.Push, PreserveFRP: in.PreserveFRP}
+		params := in.params()
 		if in.Mode == "full" {
 			// A full wipe is only requested here: a second admin approves
 			// it (POST /approvals/{id}/approve) before anything is sent.
@@ -591,19 +576,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 	// A wipe of a group's devices, selective or full, always needs a
 	// second admin's approval.
 	reg.HandleJSON("POST", "/groups/{id}/actions/wipe", mdmd.PermCommandsWipe, func(w http.ResponseWriter, r *http.Request) error {
-		var in struct {
-			Mode        string `json:"mode"`
-			Reason      string `json:"reason"`
-			Confirm     string `json:"confirm"`
-			PIN         string `json:"pin"`
-			Push        *bool  `json:"push"`
-			PreserveFRP *bool  `json:"preserve_frp"`
-		}
-		if err := web.DecodeJSON(r, &in); err != nil {
+		in, err := decodeWipe(r)
+		if err != nil {
 			return err
-		}
-		if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
-			return mdmd.FieldError("reason", "required, at most 500 characters")
 		}
 		id := chi.URLParam(r, "id")
 		g, err := s.st.GetGroup(r.Context(), id)
@@ -613,17 +588,45 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if in.Confirm == "" || in.Confirm != g.Name {
 			return mdmd.FieldError("confirm", "type the group's name to confirm the wipe")
 		}
-		if in.Mode != "selective" && in.Mode != "full" {
-			return mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
-		}
-		a, err := s.requestApproval(r, mdmd.ApprovalGroupWipe, "group", id, in.Reason,
-			approvals.WipeParams{Mode: in.Mode, PIN: in.PIN, Push: in.Push, PreserveFRP: in.PreserveFRP})
+		a, err := s.requestApproval(r, mdmd.ApprovalGroupWipe, "group", id, in.Reason, in.params())
 		if err != nil {
 			return err
 		}
 		web.WriteJSON(w, http.StatusAccepted, map[string]any{"approval": a})
 		return nil
 	})
+}
+
+// wipeInput is the body of a device or group wipe.
+type wipeInput struct {
+	Mode    string `json:"mode"`
+	Reason  string `json:"reason"`
+	Confirm string `json:"confirm"`
+	PIN     string `json:"pin"`
+	Push    *bool  `json:"push"`
+	// PreserveFRP keeps factory reset protection on a fully wiped
+	// Android device (default true).
+	PreserveFRP *bool `json:"preserve_frp"`
+}
+
+// decodeWipe reads a wipe body and checks what every wipe needs: a mode
+// and a reason.
+func decodeWipe(r *http.Request) (*wipeInput, error) {
+	var in wipeInput
+	if err := web.DecodeJSON(r, &in); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(in.Reason) == "" || len(in.Reason) > 500 {
+		return nil, mdmd.FieldError("reason", "required, at most 500 characters")
+	}
+	if in.Mode != "selective" && in.Mode != "full" {
+		return nil, mdmd.FieldError("mode", "must be selective or full, got %q", in.Mode)
+	}
+	return &in, nil
+}
+
+func (in *wipeInput) params() approvals.WipeParams {
+	return approvals.WipeParams{Mode: in.Mode, PIN: in.PIN, Push: in.Push, PreserveFRP: in.PreserveFRP}
 }
 
 // checkAndroidFullWipe refuses, at request time, the full wipe of an

@@ -37,6 +37,10 @@ func statusForCode(code string) int {
 	return http.StatusInternalServerError
 }
 
+// StatusOf is the HTTP status of err, from the same mapping; the console
+// uses it for its pages.
+func StatusOf(err error) int { return statusForCode(mdmd.ErrorCode(err)) }
+
 // ErrorBody is the JSON shape of every error response.
 type ErrorBody struct {
 	Error struct {

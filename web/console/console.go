@@ -488,28 +488,8 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c.render(w, r, status, "error", &pageData{Title: http.StatusText(status), Error: msg})
 }
 
-// statusOf maps an error code to its HTTP status, as the API does.
-func statusOf(err error) int {
-	switch mdmd.ErrorCode(err) {
-	case mdmd.EInvalid:
-		return http.StatusBadRequest
-	case mdmd.EUnauthenticated:
-		return http.StatusUnauthorized
-	case mdmd.EForbidden:
-		return http.StatusForbidden
-	case mdmd.ENotFound:
-		return http.StatusNotFound
-	case mdmd.EConflict:
-		return http.StatusConflict
-	case mdmd.ETooLarge:
-		return http.StatusRequestEntityTooLarge
-	case mdmd.ERateLimited:
-		return http.StatusTooManyRequests
-	case mdmd.EUnavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is the HTTP status of an error, from the API's one mapping.
+func statusOf(err error) int { return web.StatusOf(err) }
 
 // audit records a console action the way the API records its own.
 func (c *Console) audit(r *http.Request, action, targetType, targetID, outcome, reason string, details any) {
