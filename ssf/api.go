@@ -155,16 +155,9 @@ func (t *Transmitter) createStream(reg web.Registrar, w http.ResponseWriter, r *
 }
 
 func (t *Transmitter) changeStream(reg web.Registrar, w http.ResponseWriter, r *http.Request, mode configMode) error {
-	m, err := members(r)
+	m, id, err := streamRequest(r)
 	if err != nil {
 		return err
-	}
-	id, ok, err := str(m, "stream_id")
-	if err != nil {
-		return err
-	}
-	if !ok || id == "" {
-		return mdmd.FieldError("stream_id", "required")
 	}
 	st, err := t.st.GetSSFStream(r.Context(), owner(r), id)
 	if err != nil {
@@ -206,18 +199,11 @@ func (t *Transmitter) readStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 func statusInput(r *http.Request) (id, status, reason string, err error) {
-	m, err := members(r)
+	m, id, err := streamRequest(r)
 	if err != nil {
 		return "", "", "", err
 	}
-	id, ok, err := str(m, "stream_id")
-	if err == nil && (!ok || id == "") {
-		err = mdmd.FieldError("stream_id", "required")
-	}
-	if err != nil {
-		return "", "", "", err
-	}
-	status, ok, err = str(m, "status")
+	status, ok, err := str(m, "status")
 	if err == nil && !ok {
 		err = mdmd.FieldError("status", "required")
 	}
@@ -247,16 +233,9 @@ func (t *Transmitter) updateStatus(reg web.Registrar, w http.ResponseWriter, r *
 }
 
 func (t *Transmitter) changeSubject(reg web.Registrar, w http.ResponseWriter, r *http.Request, add bool) error {
-	m, err := members(r)
+	m, id, err := streamRequest(r)
 	if err != nil {
 		return err
-	}
-	id, ok, err := str(m, "stream_id")
-	if err != nil {
-		return err
-	}
-	if !ok || id == "" {
-		return mdmd.FieldError("stream_id", "required")
 	}
 	raw, ok := m["subject"]
 	if !ok || isNull(raw) {
@@ -296,16 +275,9 @@ func (t *Transmitter) changeSubject(reg web.Registrar, w http.ResponseWriter, r 
 }
 
 func (t *Transmitter) verify(w http.ResponseWriter, r *http.Request) error {
-	m, err := members(r)
+	m, id, err := streamRequest(r)
 	if err != nil {
 		return err
-	}
-	id, ok, err := str(m, "stream_id")
-	if err != nil {
-		return err
-	}
-	if !ok || id == "" {
-		return mdmd.FieldError("stream_id", "required")
 	}
 	state, _, err := str(m, "state")
 	if err != nil {
@@ -535,4 +507,21 @@ func (t *Transmitter) adminStatus(reg web.Registrar, w http.ResponseWriter, r *h
 	t.Wake()
 	web.WriteJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// streamRequest reads a request body's members and the stream it names,
+// which every stream request must.
+func streamRequest(r *http.Request) (map[string]json.RawMessage, string, error) {
+	m, err := members(r)
+	if err != nil {
+		return nil, "", err
+	}
+	id, ok, err := str(m, "stream_id")
+	if err != nil {
+		return nil, "", err
+	}
+	if !ok || id == "" {
+		return nil, "", mdmd.FieldError("stream_id", "required")
+	}
+	return m, id, nil
 }
