@@ -10,11 +10,15 @@ import (
 	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/commands"
+	"github.com/mdmd/mdmd/compliance"
 	"github.com/mdmd/mdmd/enroll"
+	"github.com/mdmd/mdmd/profiles"
 	"github.com/mdmd/mdmd/secret"
+	"github.com/mdmd/mdmd/ssf"
 	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/web"
 	"github.com/mdmd/mdmd/web/console"
+	"github.com/mdmd/mdmd/webhooks"
 )
 
 // routes assembles everything served once the database is ready: the web
@@ -76,12 +80,28 @@ func (s *Server) routes(api http.Handler, enr *enroll.Service, m *mdm.Service, a
 
 // newConsole builds the web console on the server's services. Full wipes
 // from the console go through the approval service.
-func (s *Server) newConsole(st *storage.Store, cmds *commands.Service, appr console.Approvals, box *secret.Box,
-	enr *enroll.Service, and *android.Service, push console.PushCertificate) (*console.Console, error) {
-	enrollment := &console.Enrollment{Links: enr, Android: and, Store: st}
-	return console.New(console.Options{Store: st, Commands: cmds, Approvals: appr, Audit: st, Admin: st, Box: box,
+// consoleDeps are the services the console's pages use.
+type consoleDeps struct {
+	st          *storage.Store
+	cmds        *commands.Service
+	approvals   console.Approvals
+	box         *secret.Box
+	enroll      *enroll.Service
+	android     *android.Service
+	push        console.PushCertificate
+	compliance  *compliance.Service
+	profiles    *profiles.Service
+	webhooks    *webhooks.Service
+	transmitter *ssf.Transmitter
+}
+
+func (s *Server) newConsole(d consoleDeps) (*console.Console, error) {
+	enrollment := &console.Enrollment{Links: d.enroll, Android: d.android, Store: d.st}
+	return console.New(console.Options{Store: d.st, Commands: d.cmds, Approvals: d.approvals, Audit: d.st, Admin: d.st, Box: d.box,
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
-		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: push, Groups: st})
+		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: d.push, Groups: d.st,
+		Policies: d.compliance, Profiles: d.profiles, AndroidEnterprise: d.android, Webhooks: d.webhooks,
+		SSF: d.transmitter, MTD: d.st, Bulk: nil})
 }
 
 func consoleIssuer(org string) string {

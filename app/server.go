@@ -443,7 +443,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	s.commands, s.pusher, s.apiRoutes, s.compliance = cmds, pusher, api.Routes(), complianceSvc
 	s.mu.Unlock()
 	httpLog := s.log.With("component", "http")
-	con, err := s.newConsole(st, cmds, approvalSvc, box, enrollment, androidSvc, pusher)
+	con, err := s.newConsole(consoleDeps{st: st, cmds: cmds, approvals: approvalSvc, box: box, enroll: enrollment,
+		android: androidSvc, push: pusher, compliance: complianceSvc, profiles: profileSvc, webhooks: hooks, transmitter: transmitter})
 	if err != nil {
 		return fmt.Errorf("web console: %w", err)
 	}

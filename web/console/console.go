@@ -97,6 +97,22 @@ type Options struct {
 	// Groups, when set, adds the groups page (devices:read to see,
 	// groups:write to create and delete).
 	Groups GroupStore
+	// Policies, when set, adds the compliance policy pages (policies.go).
+	Policies PolicyService
+	// Profiles, when set, adds the configuration profile pages (profiles.go).
+	Profiles ProfileService
+	// AndroidEnterprise, when set, adds the Android Enterprise binding
+	// settings page (android.go).
+	AndroidEnterprise AndroidEnterprise
+	// Webhooks, when set, adds the webhook settings pages (webhooks.go).
+	Webhooks WebhookService
+	// SSF, when set, adds the shared-signals stream settings page (ssf.go).
+	SSF SSFAdmin
+	// MTD, when set, adds the threat-defence partner settings page (mtd.go).
+	MTD MTDAdmin
+	// Bulk, when set, adds bulk actions on a filtered device list with
+	// their progress (bulk.go).
+	Bulk   BulkActions
 	Box    *secret.Box
 	Logger *slog.Logger
 	// PublicURL is the server's URL: its origin is accepted on forms, and
@@ -178,7 +194,7 @@ func New(o Options) (*Console, error) {
 		if base == "layout" {
 			continue
 		}
-		t, err := template.New(base).Funcs(funcs(nil)).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := template.New(base).Funcs(c.funcs(nil)).ParseFS(templateFS, "templates/layout.html", n)
 		if err != nil {
 			return nil, err
 		}
@@ -244,6 +260,14 @@ func (c *Console) Register(r chi.Router) {
 			if c.o.Audit != nil {
 				c.handle(r, "GET", "/audit", mdmd.PermAuditRead, c.auditLog)
 			}
+			c.handle(r, "GET", "/settings", "", c.settingsIndex)
+			c.registerPolicies(r)
+			c.registerProfiles(r)
+			c.registerAndroid(r)
+			c.registerWebhooks(r)
+			c.registerSSF(r)
+			c.registerMTD(r)
+			c.registerBulk(r)
 			if c.o.Approvals != nil {
 				c.handle(r, "POST", "/devices/{id}/actions/wipe-full", mdmd.PermCommandsWipe, c.actWipeFull)
 				c.handle(r, "GET", "/approvals", mdmd.PermCommandsWipe, c.approvals)
@@ -363,9 +387,12 @@ type pageData struct {
 	FullWipe bool
 }
 
-func funcs(p *mdmd.Principal) template.FuncMap {
+// funcs are the template functions for a request by p (nil while parsing).
+func (c *Console) funcs(p *mdmd.Principal) template.FuncMap {
 	return template.FuncMap{
-		"can":   func(perm string) bool { return p != nil && p.Role.Can(mdmd.Permission(perm)) },
+		"can": func(perm string) bool { return p != nil && p.Role.Can(mdmd.Permission(perm)) },
+		// has reports whether an optional part of the console is configured.
+		"has":   c.has,
 		"chart": barChart,
 		"label": labelText,
 		"ago":   ago,
@@ -459,7 +486,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 	}
 	t, err := base.Clone()
 	if err == nil {
-		t = t.Funcs(funcs(p))
+		t = t.Funcs(c.funcs(p))
 		var buf bytes.Buffer
 		if err = t.ExecuteTemplate(&buf, "layout", d); err == nil {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -26,7 +26,7 @@ func (c *Console) pushCertPage(w http.ResponseWriter, r *http.Request, status in
 	if err != nil && !mdmd.IsCode(err, mdmd.ENotFound) && !mdmd.IsCode(err, mdmd.EConflict) {
 		return err
 	}
-	data.Title, data.Nav, data.Content = "Apple push certificate", "push", &pushCertContent{Info: ci}
+	data.Title, data.Nav, data.Content = "Apple push certificate", "settings", &pushCertContent{Info: ci}
 	c.render(w, r, status, "pushcert", data)
 	return nil
 }

@@ -36,7 +36,7 @@ func (c *Console) tokensPage(w http.ResponseWriter, r *http.Request, status int,
 		return err
 	}
 	content.Tokens, content.Roles = ts, mdmd.Roles
-	data.Title, data.Nav, data.Content = "API tokens", "tokens", content
+	data.Title, data.Nav, data.Content = "API tokens", "settings", content
 	c.render(w, r, status, "tokens", data)
 	return nil
 }
@@ -91,7 +91,7 @@ func (c *Console) usersPage(w http.ResponseWriter, r *http.Request, status int, 
 	if err != nil {
 		return err
 	}
-	data.Title, data.Nav = "Users", "users"
+	data.Title, data.Nav = "Users", "settings"
 	data.Content = &usersContent{Users: us, Roles: mdmd.Roles, Me: stateFrom(r.Context()).user.ID}
 	c.render(w, r, status, "users", data)
 	return nil
