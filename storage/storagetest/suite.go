@@ -47,6 +47,10 @@ func Run(t *testing.T, newStore func(t *testing.T) *storage.Store) {
 	tests = append(tests, ssfTests()...)
 	tests = append(tests, approvalTests()...)
 	tests = append(tests, consoleTests()...)
+	tests = append(tests, consoleGroupsTests()...)
+	tests = append(tests, consoleProfilesTests()...)
+	tests = append(tests, consoleSettingsTests()...)
+	tests = append(tests, bulkTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
 	}

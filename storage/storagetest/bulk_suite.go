@@ -1,0 +1,16 @@
+package storagetest
+
+import (
+	"testing"
+
+	"github.com/mdmd/mdmd/storage"
+)
+
+// bulkTests are the conformance tests of the store methods behind these
+// console pages (none yet).
+func bulkTests() []struct {
+	name string
+	fn   func(t *testing.T, s *storage.Store)
+} {
+	return nil
+}
