@@ -8,6 +8,9 @@ const (
 	ApprovalDeviceWipeFull = "device.wipe.full"
 	// ApprovalGroupWipe is a bulk wipe, selective or full, of a group's devices.
 	ApprovalGroupWipe = "group.wipe"
+	// ApprovalBulkWipe is a wipe, selective or full, of the devices a bulk
+	// action fixed when it was requested.
+	ApprovalBulkWipe = "bulk.wipe"
 )
 
 // Approval states. A request is pending until a second admin approves or
@@ -75,6 +78,8 @@ func ApprovalTargetType(kind string) string {
 		return "device"
 	case ApprovalGroupWipe:
 		return "group"
+	case ApprovalBulkWipe:
+		return "bulk_action"
 	}
 	return ""
 }

@@ -392,6 +392,12 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"GET /api/v1/ssf/admin/streams":                              {none, nil},
 		"POST /api/v1/ssf/admin/streams/{id}/status":                 {func(mdmd.Role) string { return "unknown" }, map[string]any{"status": "paused"}},
 		"DELETE /api/v1/ssf/admin/streams/{id}":                      {func(mdmd.Role) string { return "unknown" }, nil},
+		"POST /api/v1/bulk-actions/query":                            {none, map[string]any{"filter": map[string]any{"q": "Ana"}, "push": false}},
+		"POST /api/v1/bulk-actions/lock":                             {none, map[string]any{"filter": map[string]any{"q": "Ana"}, "message": "m", "push": false}},
+		"POST /api/v1/bulk-actions/wipe":                             {none, map[string]any{"filter": map[string]any{"q": "Ana"}, "mode": "selective", "reason": "matrix", "confirm": "1"}},
+		"GET /api/v1/bulk-actions":                                   {none, nil},
+		"GET /api/v1/bulk-actions/{id}":                              {func(mdmd.Role) string { return "unknown" }, nil},
+		"GET /api/v1/bulk-actions/{id}/devices":                      {func(mdmd.Role) string { return "unknown" }, nil},
 	}
 	routes := f.srv.APIRoutes()
 	if len(routes) != len(calls) {

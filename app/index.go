@@ -9,6 +9,7 @@ import (
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/android"
 	"github.com/mdmd/mdmd/apple/mdm"
+	"github.com/mdmd/mdmd/bulk"
 	"github.com/mdmd/mdmd/commands"
 	"github.com/mdmd/mdmd/compliance"
 	"github.com/mdmd/mdmd/enroll"
@@ -93,6 +94,7 @@ type consoleDeps struct {
 	profiles    *profiles.Service
 	webhooks    *webhooks.Service
 	transmitter *ssf.Transmitter
+	bulk        *bulk.Service
 }
 
 func (s *Server) newConsole(d consoleDeps) (*console.Console, error) {
@@ -101,7 +103,7 @@ func (s *Server) newConsole(d consoleDeps) (*console.Console, error) {
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
 		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: d.push, Groups: d.st,
 		Policies: d.compliance, Profiles: d.profiles, AndroidEnterprise: d.android, Webhooks: d.webhooks,
-		SSF: d.transmitter, MTD: d.st, Bulk: nil})
+		SSF: d.transmitter, MTD: d.st, Bulk: d.bulk})
 }
 
 func consoleIssuer(org string) string {

@@ -30,6 +30,7 @@ import (
 	"github.com/mdmd/mdmd/apple/mdm"
 	"github.com/mdmd/mdmd/approvals"
 	"github.com/mdmd/mdmd/auth"
+	"github.com/mdmd/mdmd/bulk"
 	"github.com/mdmd/mdmd/commands"
 	"github.com/mdmd/mdmd/compliance"
 	"github.com/mdmd/mdmd/enroll"
@@ -315,8 +316,14 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	cmds := commands.NewService(st, runner, box)
 	// Two-person approval: a full wipe or a group wipe is carried out by
 	// the command service only once a second admin approves it.
-	approvalSvc := approvals.New(st, cmds, s.log.With("component", "approvals"), nil)
+	exec := &approvalExecutor{Service: cmds}
+	approvalSvc := approvals.New(st, exec, s.log.With("component", "approvals"), nil)
 	cmds.Approvals = approvalSvc
+	// Bulk actions on a filtered device list; bulk wipes wait for approval.
+	bulkSvc := bulk.New(st, cmds, approvalSvc, runner, s.log.With("component", "bulk"))
+	exec.bulk = bulkSvc
+	runner.Register(bulk.RunJob, bulkSvc.RunJob)
+	runner.Every(bulk.RunJob, time.Minute)
 	profileSvc := profiles.NewService(st, cmds, runner, ids, box, s.cfg.Org, s.log.With("component", "profiles"))
 	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
 	runner.Register(enroll.RenewJob, func(ctx context.Context, _ *mdmd.Job) error {
@@ -434,7 +441,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	}()
 
 	api := web.NewAPI(web.APIDeps{Devices: st, Groups: st, Commands: st, Tokens: st, Audit: st,
-		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, approvalSvc, auditExportAPI{st: st}, profileSvc,
+		Logger: s.log.With("component", "api"), Modules: []web.Module{enrollment, pusher, cmds, approvalSvc, bulkSvc, auditExportAPI{st: st}, profileSvc,
 			enroll.RenewalAPI{Service: enrollment, Store: st, Cmds: cmds}, androidSvc, androidCmds,
 			android.PolicyAPI{Service: androidSvc, Store: st}, compliance.API{Service: complianceSvc, Store: st, Jobs: runner},
 			compliance.MTDAPI{Store: st, Wake: complianceSvc.Wake}, actions, hooks, transmitter, tokens, users.API{Store: st}},
@@ -444,7 +451,7 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	s.mu.Unlock()
 	httpLog := s.log.With("component", "http")
 	con, err := s.newConsole(consoleDeps{st: st, cmds: cmds, approvals: approvalSvc, box: box, enroll: enrollment,
-		android: androidSvc, push: pusher, compliance: complianceSvc, profiles: profileSvc, webhooks: hooks, transmitter: transmitter})
+		android: androidSvc, push: pusher, compliance: complianceSvc, profiles: profileSvc, webhooks: hooks, transmitter: transmitter, bulk: bulkSvc})
 	if err != nil {
 		return fmt.Errorf("web console: %w", err)
 	}

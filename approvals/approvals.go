@@ -1,6 +1,7 @@
 // Package approvals is two-person approval of destructive actions: a full
 // wipe of a device, or a wipe of a group's devices, is only requested by
-// one admin and carried out once a second admin approves it.
+// one admin and carried out once a second admin approves it, and so is
+// any bulk wipe (package bulk).
 package approvals
 
 import (
@@ -33,6 +34,9 @@ type Executor interface {
 	WipeDeviceFull(ctx context.Context, deviceID, by, reason string, p WipeParams) (any, error)
 	// WipeGroup wipes every enrolled device of a group, selectively or fully.
 	WipeGroup(ctx context.Context, groupID, by, reason string, p WipeParams) (any, error)
+	// StartBulkAction starts a bulk wipe, whose devices were fixed when it
+	// was requested.
+	StartBulkAction(ctx context.Context, id, by string) (any, error)
 }
 
 // WipeParams are the parameters of a wipe request, kept on the approval.
@@ -197,6 +201,8 @@ func (s *Service) execute(ctx context.Context, a *mdmd.Approval) (any, error) {
 		return s.exec.WipeDeviceFull(ctx, a.TargetID, by, a.Reason, p)
 	case mdmd.ApprovalGroupWipe:
 		return s.exec.WipeGroup(ctx, a.TargetID, by, a.Reason, p)
+	case mdmd.ApprovalBulkWipe:
+		return s.exec.StartBulkAction(ctx, a.TargetID, by)
 	}
 	return nil, mdmd.Errorf(mdmd.EInvalid, "unknown approval kind %q", a.Kind)
 }
@@ -209,6 +215,8 @@ func actionName(kind string) string {
 		return "device.wipe"
 	case mdmd.ApprovalGroupWipe:
 		return "group.wipe"
+	case mdmd.ApprovalBulkWipe:
+		return "bulk.start"
 	}
 	return kind
 }

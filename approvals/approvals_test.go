@@ -15,7 +15,7 @@ import (
 )
 
 type countingExec struct {
-	wipes, groups atomic.Int32
+	wipes, groups, bulks atomic.Int32
 	fail          error
 }
 
@@ -30,6 +30,11 @@ func (e *countingExec) WipeDeviceFull(_ context.Context, deviceID, by, reason st
 func (e *countingExec) WipeGroup(_ context.Context, groupID, by, reason string, p approvals.WipeParams) (any, error) {
 	e.groups.Add(1)
 	return map[string]any{"devices": 2, "mode": p.Mode}, nil
+}
+
+func (e *countingExec) StartBulkAction(_ context.Context, id, by string) (any, error) {
+	e.bulks.Add(1)
+	return map[string]any{"bulk_action_id": id}, nil
 }
 
 func admin(id string) *mdmd.Principal {

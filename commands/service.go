@@ -18,6 +18,7 @@ import (
 // Store is what the command service needs from storage.
 type Store interface {
 	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
+	GetDevices(ctx context.Context, ids []string) ([]mdmd.Device, error)
 	EnqueueCommand(ctx context.Context, c *mdmd.Command) error
 	EnqueueCommands(ctx context.Context, cmds []*mdmd.Command) error
 	GetGroup(ctx context.Context, id string) (*mdmd.Group, error)
@@ -293,19 +294,13 @@ func (s *Service) EnqueueAppleToGroup(ctx context.Context, groupID, by string, p
 		if err != nil {
 			return total, err
 		}
-		batch := make([]*mdmd.Command, 0, len(devs)*len(cmds))
 		ids := make([]string, 0, len(devs))
 		for _, d := range devs {
 			ids = append(ids, d.ID)
-			for _, c := range cmds {
-				id := strings.ToUpper(uuid.NewString())
-				payload, err := EncodeApple(id, c)
-				if err != nil {
-					return total, err
-				}
-				batch = append(batch, &mdmd.Command{ID: id, DeviceID: d.ID, RequestType: c.RequestType(), Payload: payload,
-					CreatedBy: by, Priority: priority(c)})
-			}
+		}
+		batch, err := appleBatch(ids, by, cmds...)
+		if err != nil {
+			return total, err
 		}
 		if len(batch) > 0 {
 			if err := s.st.EnqueueCommands(ctx, batch); err != nil {

@@ -253,3 +253,14 @@ func (s *Store) RunningBulkActions(ctx context.Context) ([]string, error) {
 	err := s.table(ctx, "bulk_actions").Where("state = ?", mdmd.BulkRunning).Order("created_at").Pluck("id", &ids).Error
 	return ids, dbErr(err, "bulk actions")
 }
+
+// GetDevices returns the devices with the given IDs that exist, in no
+// particular order.
+func (s *Store) GetDevices(ctx context.Context, ids []string) ([]mdmd.Device, error) {
+	var out []mdmd.Device
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := s.table(ctx, "devices").Where("id IN ?", ids).Find(&out).Error
+	return out, dbErr(err, "devices")
+}

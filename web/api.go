@@ -297,6 +297,9 @@ func page[T any](items []T, next string) Page[T] {
 	return Page[T]{Items: items, NextCursor: next}
 }
 
+// QueryLimit reads a listing's limit query parameter (0 when absent).
+func QueryLimit(r *http.Request) (int, error) { return queryLimit(r) }
+
 func queryLimit(r *http.Request) (int, error) {
 	s := r.URL.Query().Get("limit")
 	if s == "" {

@@ -77,6 +77,14 @@ func labelText(s string) string {
 		return "in grace"
 	case "not_evaluated":
 		return "not evaluated"
+	case "wipe_selective":
+		return "selective wipe"
+	case "wipe_full":
+		return "full wipe"
+	case "awaiting_approval":
+		return "awaiting approval"
+	case "not_now":
+		return "not now"
 	}
 	return s
 }

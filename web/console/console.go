@@ -385,6 +385,9 @@ type pageData struct {
 	Content any
 	// FullWipe reports whether full wipes (with approval) are available.
 	FullWipe bool
+	// Refresh, when positive, reloads the page after that many seconds
+	// (a bulk action's progress; the console runs no script).
+	Refresh int
 }
 
 // funcs are the template functions for a request by p (nil while parsing).

@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -332,7 +333,9 @@ type approvalsContent struct {
 	Items   []mdmd.Approval
 	State   string
 	Devices map[string]string // device names by ID
-	Me      string
+	// Bulk describes bulk wipe requests by approval ID.
+	Bulk map[string]string
+	Me   string
 }
 
 func (c *Console) approvals(w http.ResponseWriter, r *http.Request) error {
@@ -346,8 +349,17 @@ func (c *Console) approvals(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	content := approvalsContent{Items: items, State: state, Devices: map[string]string{}, Me: stateFrom(r.Context()).principal.ID}
+	content := approvalsContent{Items: items, State: state, Devices: map[string]string{}, Bulk: map[string]string{}, Me: stateFrom(r.Context()).principal.ID}
 	for _, a := range items {
+		if a.Kind == mdmd.ApprovalBulkWipe {
+			var p struct {
+				Action  string `json:"action"`
+				Devices int    `json:"devices"`
+			}
+			if json.Unmarshal(a.Params, &p) == nil {
+				content.Bulk[a.ID] = fmt.Sprintf("%s of %d devices", labelText(p.Action), p.Devices)
+			}
+		}
 		if a.TargetType == "device" {
 			if d, err := c.o.Store.GetDevice(r.Context(), a.TargetID); err == nil {
 				content.Devices[a.TargetID] = d.Name
