@@ -70,10 +70,19 @@ type Server struct {
 	pusher     *apns.Service
 	compliance *compliance.Service
 	apiRoutes  []web.Route
+	conRoutes  []console.Route
 }
 
 // APIRoutes lists every admin route with its permission (valid after Ready).
 func (s *Server) APIRoutes() []web.Route { s.mu.Lock(); defer s.mu.Unlock(); return s.apiRoutes }
+
+// ConsoleRoutes lists the web console's routes with their permissions
+// (valid after Ready).
+func (s *Server) ConsoleRoutes() []console.Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conRoutes
+}
 
 // Commands is the command service (valid after Ready).
 func (s *Server) Commands() *commands.Service { s.mu.Lock(); defer s.mu.Unlock(); return s.commands }
@@ -461,6 +470,9 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 			web.WriteError(w, r, httpLog, err)
 		}))
 	}), st.Ping)
+	s.mu.Lock()
+	s.conRoutes = con.Routes() // filled in by routes
+	s.mu.Unlock()
 	s.log.Info("ready", "database", storage.Redact(s.cfg.DatabaseURL), "dialect", st.DialectName())
 	s.printWelcome(cred)
 	close(s.ready)

@@ -260,7 +260,7 @@ func (c *Console) Register(r chi.Router) {
 			if c.o.Audit != nil {
 				c.handle(r, "GET", "/audit", mdmd.PermAuditRead, c.auditLog)
 			}
-			c.handle(r, "GET", "/settings", "", c.settingsIndex)
+			c.handle(r, "GET", "/settings", mdmd.PermSettingsManage, c.settingsIndex)
 			c.registerPolicies(r)
 			c.registerProfiles(r)
 			c.registerAndroid(r)

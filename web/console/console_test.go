@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/mdmd/mdmd"
 )
 
 // RFC 6238 appendix B, SHA-1 (secret "12345678901234567890"), 6 digits.
@@ -65,5 +67,22 @@ func TestSameOrigin(t *testing.T) {
 	}
 	if !c.secure || c.cookieName("mdmd_session") != "__Host-mdmd_session" {
 		t.Fatal("an https public URL must give Secure, __Host- cookies")
+	}
+}
+
+func TestHome(t *testing.T) {
+	for _, tc := range []struct {
+		role       mdmd.Role
+		next, want string
+	}{
+		{mdmd.RoleAdmin, "/", "/"},
+		{mdmd.RoleViewer, "/", "/"},
+		{mdmd.RoleAuditor, "/", "/audit"},
+		{mdmd.RoleAuditor, "/audit?action=x", "/audit?action=x"},
+		{mdmd.RoleHelpdesk, "/devices", "/devices"},
+	} {
+		if got := home(tc.role, tc.next); got != tc.want {
+			t.Errorf("home(%s, %q) = %q, want %q", tc.role, tc.next, got, tc.want)
+		}
 	}
 }

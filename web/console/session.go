@@ -243,7 +243,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.signedIn(r, u)
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	http.Redirect(w, r, home(u.Role, next), http.StatusSeeOther)
 }
 
 func lockedMessage(until, now time.Time) string {
@@ -437,7 +437,16 @@ func (c *Console) totp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.signedIn(r, u)
-	http.Redirect(w, r, safeNext(r.PostFormValue("next")), http.StatusSeeOther)
+	http.Redirect(w, r, home(u.Role, safeNext(r.PostFormValue("next"))), http.StatusSeeOther)
+}
+
+// home is where a sign-in lands: next, unless that is the dashboard and
+// the role cannot read devices (an auditor starts at the audit log).
+func home(role mdmd.Role, next string) string {
+	if next == "/" && !role.Can(mdmd.PermDevicesRead) && role.Can(mdmd.PermAuditRead) {
+		return "/audit"
+	}
+	return next
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) error {

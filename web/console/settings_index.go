@@ -1,10 +1,6 @@
 package console
 
-import (
-	"net/http"
-
-	"github.com/mdmd/mdmd"
-)
+import "net/http"
 
 // has reports whether an optional part of the console is configured, so
 // templates link only to pages that exist.
@@ -40,26 +36,8 @@ func (c *Console) has(part string) bool {
 	return false
 }
 
-// settingsPerms are the permissions that open at least one settings page.
-var settingsPerms = []mdmd.Permission{mdmd.PermSettingsManage, mdmd.PermTokensManage, mdmd.PermUsersManage}
-
-// canSettings reports whether a role may open any settings page.
-func canSettings(r mdmd.Role) bool {
-	for _, p := range settingsPerms {
-		if r.Can(p) {
-			return true
-		}
-	}
-	return false
-}
-
-// settingsIndex lists the settings pages the signed-in role may open.
+// settingsIndex lists the settings pages.
 func (c *Console) settingsIndex(w http.ResponseWriter, r *http.Request) error {
-	s := stateFrom(r.Context())
-	if !canSettings(s.principal.Role) {
-		c.audit(r, "access.denied", "route", "GET /settings", mdmd.OutcomeDenied, "", nil)
-		return mdmd.Errorf(mdmd.EForbidden, "Your role (%s) has no settings to manage.", s.principal.Role)
-	}
 	c.render(w, r, http.StatusOK, "settings", &pageData{Title: "Settings", Nav: "settings"})
 	return nil
 }
