@@ -103,7 +103,7 @@ func (s *Server) newConsole(d consoleDeps) (*console.Console, error) {
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
 		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: d.push, Groups: d.st,
 		Policies: d.compliance, Profiles: d.profiles, AndroidEnterprise: d.android, Webhooks: d.webhooks,
-		SSF: d.transmitter, MTD: d.st, Bulk: d.bulk})
+		SSF: d.transmitter, MTD: console.MTD{MTDStore: d.st, MTDAPI: compliance.MTDAPI{Store: d.st, Wake: d.compliance.Wake}}, Bulk: d.bulk})
 }
 
 func consoleIssuer(org string) string {

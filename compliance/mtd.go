@@ -3,6 +3,7 @@ package compliance
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -87,11 +88,8 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 	// An admin releases a device from the partner that reports it.
 	reg.Handle("DELETE", "/devices/{id}/threat", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		if err := a.Store.DeleteThreat(r.Context(), id); err != nil {
+		if err := a.Release(r.Context(), id); err != nil {
 			return err
-		}
-		if a.Wake != nil {
-			a.Wake()
 		}
 		reg.Audit(r, "mtd.threat.release", "device", id, mdmd.OutcomeSuccess, "", nil)
 		w.WriteHeader(http.StatusNoContent)
@@ -105,6 +103,29 @@ func (a MTDAPI) RegisterAPI(reg web.Registrar) {
 		web.WriteJSON(w, http.StatusOK, t)
 		return nil
 	})
+}
+
+// Release forgets a device's verdict, releasing the device from the
+// partner that reports it (the API and the web console): the device is
+// marked for evaluation and the evaluator woken.
+func (a MTDAPI) Release(ctx context.Context, deviceID string) error {
+	if err := a.Store.DeleteThreat(ctx, deviceID); err != nil {
+		return err
+	}
+	if a.Wake != nil {
+		a.Wake()
+	}
+	return nil
+}
+
+// DefaultThreatMaxAge is how long a partner's last word (a report or a
+// heartbeat) counts when a policy sets no threat_max_age_hours.
+const DefaultThreatMaxAge = 24 * time.Hour
+
+// ThreatStale reports whether a verdict is older than the default
+// maximum age, as the evaluation of a policy without its own would find.
+func ThreatStale(t *mdmd.DeviceThreat, now time.Time) bool {
+	return now.Sub(t.HeartbeatAt) > DefaultThreatMaxAge
 }
 
 // reporter is the partner's identity: its token's ID, which a partner

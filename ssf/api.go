@@ -60,10 +60,10 @@ func (t *Transmitter) RegisterAPI(reg web.Registrar) {
 	// of a receiver whose token was revoked.
 	reg.Handle("DELETE", "/ssf/admin/streams/{id}", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		if err := t.st.DeleteSSFStream(r.Context(), "", id); err != nil {
+		if err := t.AdminDelete(r.Context(), id); err != nil {
 			return err
 		}
-		reg.Audit(r, "ssf.stream.delete", "ssf_stream", id, mdmd.OutcomeSuccess, "", map[string]string{"by": "administrator"})
+		reg.Audit(r, "ssf.stream.delete", "ssf_stream", id, mdmd.OutcomeSuccess, "", AdminDeleteAudit())
 		noContent(w)
 		return nil
 	})
@@ -468,9 +468,7 @@ func (t *Transmitter) adminList(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// adminStatus is the transmitter changing a stream's status: the
-// receiver gets a stream-updated event first (it is delivered even to a
-// stream that is being paused or disabled).
+// adminStatus is an administrator's status change (AdminSetStatus).
 func (t *Transmitter) adminStatus(reg web.Registrar, w http.ResponseWriter, r *http.Request) error {
 	m, err := members(r)
 	if err != nil {
@@ -488,23 +486,11 @@ func (t *Transmitter) adminStatus(reg web.Registrar, w http.ResponseWriter, r *h
 		return err
 	}
 	id := chi.URLParam(r, "id")
-	st, err := t.st.GetSSFStream(r.Context(), "", id)
+	st, err := t.AdminSetStatus(r.Context(), id, status, reason)
 	if err != nil {
 		return err
 	}
-	event := map[string]string{"status": status}
-	if reason != "" {
-		event["reason"] = reason
-	}
-	set, err := t.controlSET(st, EventStreamUpdated, event)
-	if err != nil {
-		return err
-	}
-	if st, err = t.st.SetSSFStreamStatus(r.Context(), "", id, status, reason, mdmd.SSFStatusByAdmin, set); err != nil {
-		return err
-	}
-	reg.Audit(r, "ssf.stream.status", "ssf_stream", id, mdmd.OutcomeSuccess, reason, map[string]string{"status": status, "by": "transmitter"})
-	t.Wake()
+	reg.Audit(r, "ssf.stream.status", "ssf_stream", id, mdmd.OutcomeSuccess, reason, AdminStatusAudit(status))
 	web.WriteJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -38,39 +38,6 @@ type DeliveryView struct {
 	AttemptLog []mdmd.WebhookAttempt `json:"attempt_log"`
 }
 
-func (s *Service) views(r *http.Request, ds []mdmd.WebhookDelivery) ([]DeliveryView, error) {
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.ID
-	}
-	as, err := s.st.ListWebhookAttempts(r.Context(), ids)
-	if err != nil {
-		return nil, err
-	}
-	byID := map[string][]mdmd.WebhookAttempt{}
-	for _, a := range as {
-		byID[a.DeliveryID] = append(byID[a.DeliveryID], a)
-	}
-	out := make([]DeliveryView, len(ds))
-	for i, d := range ds {
-		out[i] = DeliveryView{WebhookDelivery: d, AttemptLog: byID[d.ID]}
-		if out[i].AttemptLog == nil {
-			out[i].AttemptLog = []mdmd.WebhookAttempt{}
-		}
-	}
-	return out, nil
-}
-
-// delivery returns a delivery of the endpoint in the URL.
-func (s *Service) delivery(r *http.Request) (*mdmd.WebhookDelivery, error) {
-	id, did := chi.URLParam(r, "id"), chi.URLParam(r, "delivery")
-	d, err := s.st.GetWebhookDelivery(r.Context(), did)
-	if err == nil && d.EndpointID != id {
-		err = mdmd.Errorf(mdmd.ENotFound, "no delivery %s for webhook endpoint %s", did, id)
-	}
-	return d, err
-}
-
 // RegisterAPI adds the webhook routes. All need settings:manage: the
 // delivery log holds device data.
 func (s *Service) RegisterAPI(reg web.Registrar) {
@@ -85,24 +52,20 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "webhook.create", "webhook_endpoint", e.ID, mdmd.OutcomeSuccess, "",
-			map[string]any{"name": e.Name, "url": e.URL, "event_types": e.EventTypes, "enabled": e.Enabled})
+		reg.Audit(r, "webhook.create", "webhook_endpoint", e.ID, mdmd.OutcomeSuccess, "", CreateAudit(e))
 		web.WriteJSON(w, http.StatusCreated, withSecret{e, sec})
 		return nil
 	})
 	reg.Handle("GET", "/webhooks", perm, func(w http.ResponseWriter, r *http.Request) error {
-		es, err := s.st.ListWebhookEndpoints(r.Context())
+		es, err := s.Endpoints(r.Context())
 		if err != nil {
 			return err
-		}
-		if es == nil {
-			es = []mdmd.WebhookEndpoint{}
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]any{"items": es})
 		return nil
 	})
 	reg.Handle("GET", "/webhooks/{id}", perm, func(w http.ResponseWriter, r *http.Request) error {
-		e, err := s.st.GetWebhookEndpoint(r.Context(), chi.URLParam(r, "id"))
+		e, err := s.Endpoint(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
 			return err
 		}
@@ -115,18 +78,18 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		id := chi.URLParam(r, "id")
-		e, err := s.st.UpdateWebhookEndpoint(r.Context(), id, mdmd.WebhookEndpointUpdate{Name: in.Name, URL: in.URL,
-			EventTypes: in.EventTypes, Enabled: in.Enabled})
+		u := mdmd.WebhookEndpointUpdate{Name: in.Name, URL: in.URL, EventTypes: in.EventTypes, Enabled: in.Enabled}
+		e, err := s.UpdateEndpoint(r.Context(), id, u)
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "webhook.update", "webhook_endpoint", id, mdmd.OutcomeSuccess, "", in)
+		reg.Audit(r, "webhook.update", "webhook_endpoint", id, mdmd.OutcomeSuccess, "", UpdateAudit(u))
 		web.WriteJSON(w, http.StatusOK, e)
 		return nil
 	})
 	reg.Handle("DELETE", "/webhooks/{id}", perm, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		if err := s.st.DeleteWebhookEndpoint(r.Context(), id); err != nil {
+		if err := s.DeleteEndpoint(r.Context(), id); err != nil {
 			return err
 		}
 		reg.Audit(r, "webhook.delete", "webhook_endpoint", id, mdmd.OutcomeSuccess, "", nil)
@@ -149,16 +112,11 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "webhook.rotate_secret", "webhook_endpoint", id, mdmd.OutcomeSuccess, "",
-			map[string]any{"previous_secret_expires_at": e.PreviousSecretUntil})
+		reg.Audit(r, "webhook.rotate_secret", "webhook_endpoint", id, mdmd.OutcomeSuccess, "", RotateAudit(e))
 		web.WriteJSON(w, http.StatusOK, withSecret{e, sec})
 		return nil
 	})
 	reg.Handle("GET", "/webhooks/{id}/deliveries", perm, func(w http.ResponseWriter, r *http.Request) error {
-		id := chi.URLParam(r, "id")
-		if _, err := s.st.GetWebhookEndpoint(r.Context(), id); err != nil {
-			return err
-		}
 		q := r.URL.Query()
 		limit := 0
 		if v := q.Get("limit"); v != "" {
@@ -168,12 +126,8 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			}
 			limit = n
 		}
-		ds, next, err := s.st.ListWebhookDeliveries(r.Context(), mdmd.WebhookDeliveryFilter{EndpointID: id,
+		views, next, err := s.Deliveries(r.Context(), mdmd.WebhookDeliveryFilter{EndpointID: chi.URLParam(r, "id"),
 			State: q.Get("state"), After: q.Get("cursor"), Limit: limit})
-		if err != nil {
-			return err
-		}
-		views, err := s.views(r, ds)
 		if err != nil {
 			return err
 		}
@@ -181,27 +135,19 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.Handle("GET", "/webhooks/{id}/deliveries/{delivery}", perm, func(w http.ResponseWriter, r *http.Request) error {
-		d, err := s.delivery(r)
+		v, err := s.Delivery(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "delivery"))
 		if err != nil {
 			return err
 		}
-		views, err := s.views(r, []mdmd.WebhookDelivery{*d})
-		if err != nil {
-			return err
-		}
-		web.WriteJSON(w, http.StatusOK, views[0])
+		web.WriteJSON(w, http.StatusOK, v)
 		return nil
 	})
 	reg.Handle("POST", "/webhooks/{id}/deliveries/{delivery}/redeliver", perm, func(w http.ResponseWriter, r *http.Request) error {
-		if _, err := s.delivery(r); err != nil {
-			return err
-		}
 		d, err := s.Redeliver(r.Context(), chi.URLParam(r, "id"), chi.URLParam(r, "delivery"))
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "webhook.redeliver", "webhook_endpoint", d.EndpointID, mdmd.OutcomeSuccess, "",
-			map[string]any{"delivery_id": d.ID, "message_id": d.MessageID})
+		reg.Audit(r, "webhook.redeliver", "webhook_endpoint", d.EndpointID, mdmd.OutcomeSuccess, "", RedeliverAudit(d))
 		web.WriteJSON(w, http.StatusAccepted, d)
 		return nil
 	})
@@ -210,7 +156,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		reg.Audit(r, "webhook.test", "webhook_endpoint", d.EndpointID, mdmd.OutcomeSuccess, "", map[string]any{"delivery_id": d.ID})
+		reg.Audit(r, "webhook.test", "webhook_endpoint", d.EndpointID, mdmd.OutcomeSuccess, "", PingAudit(d))
 		web.WriteJSON(w, http.StatusAccepted, d)
 		return nil
 	})
