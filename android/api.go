@@ -1,6 +1,7 @@
 package android
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -9,16 +10,45 @@ import (
 	"github.com/mdmd/mdmd/web"
 )
 
-// RegisterAPI adds the Android admin routes.
-func (s *Service) RegisterAPI(reg web.Registrar) {
-	enterpriseView := func(r *http.Request, e *Enterprise) (map[string]any, error) {
-		push, err := s.PushEndpoint(r.Context())
-		if err != nil {
+// EnterpriseView is the bound enterprise as admins see it: with the URL
+// to configure as the Pub/Sub push subscription's endpoint.
+type EnterpriseView struct {
+	Name              string   `json:"name"`
+	DisplayName       string   `json:"display_name"`
+	PubsubTopic       string   `json:"pubsub_topic"`
+	NotificationTypes []string `json:"notification_types"`
+	PushEndpoint      string   `json:"push_endpoint"`
+}
+
+// View returns the admin's view of an enterprise (the bound one when e is
+// nil; EConflict if none is bound).
+func (s *Service) View(ctx context.Context, e *Enterprise) (*EnterpriseView, error) {
+	if e == nil {
+		var err error
+		if e, err = s.GetEnterprise(ctx); err != nil {
 			return nil, err
 		}
-		return map[string]any{"name": e.Name, "display_name": e.DisplayName, "pubsub_topic": e.PubsubTopic,
-			"notification_types": e.NotificationTypes, "push_endpoint": push}, nil
 	}
+	push, err := s.PushEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &EnterpriseView{Name: e.Name, DisplayName: e.DisplayName, PubsubTopic: e.PubsubTopic,
+		NotificationTypes: e.NotificationTypes, PushEndpoint: push}, nil
+}
+
+// PendingSignup is the name of the sign-up URL last handed out, which
+// completing the sign-up needs (empty if there was none).
+func (s *Service) PendingSignup(ctx context.Context) (string, error) {
+	name, err := s.st.GetSetting(ctx, settingSignup)
+	if mdmd.IsCode(err, mdmd.ENotFound) {
+		return "", nil
+	}
+	return name, err
+}
+
+// RegisterAPI adds the Android admin routes.
+func (s *Service) RegisterAPI(reg web.Registrar) {
 	reg.HandleJSON("POST", "/android/signup", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
 		var in struct {
 			CallbackURL string `json:"callback_url"`
@@ -48,7 +78,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		reg.Audit(r, "android.enterprise.create", "setting", e.Name, mdmd.OutcomeSuccess, "", nil)
-		view, err := enterpriseView(r, e)
+		view, err := s.View(r.Context(), e)
 		if err != nil {
 			return err
 		}
@@ -67,7 +97,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		reg.Audit(r, "android.enterprise.bind", "setting", e.Name, mdmd.OutcomeSuccess, "", nil)
-		view, err := enterpriseView(r, e)
+		view, err := s.View(r.Context(), e)
 		if err != nil {
 			return err
 		}
@@ -75,11 +105,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.Handle("GET", "/android/enterprise", mdmd.PermSettingsManage, func(w http.ResponseWriter, r *http.Request) error {
-		e, err := s.GetEnterprise(r.Context())
-		if err != nil {
-			return err
-		}
-		view, err := enterpriseView(r, e)
+		view, err := s.View(r.Context(), nil)
 		if err != nil {
 			return err
 		}

@@ -38,6 +38,9 @@ type Store interface {
 	GetDevice(ctx context.Context, id string) (*mdmd.Device, error)
 	GetPosture(ctx context.Context, deviceID string) (*mdmd.Posture, error)
 	GetCommand(ctx context.Context, id string) (*mdmd.Command, error)
+	ListAllAssignments(ctx context.Context) ([]mdmd.ProfileAssignment, error)
+	CountProfileInstalls(ctx context.Context) (map[string]map[string]int64, error)
+	ProfileInstalls(ctx context.Context, profileID string, limit int) ([]mdmd.DeviceProfile, []mdmd.Device, error)
 }
 
 // Commander queues device commands.
@@ -381,6 +384,7 @@ func (s *Service) DeviceView(ctx context.Context, deviceID string) ([]DeviceProf
 	return out, unmanaged, nil
 }
 
+// profileInput is the API's body for creating or changing a profile.
 type profileInput struct {
 	Name         string           `json:"name"`
 	Kind         mdmd.ProfileKind `json:"kind"`
@@ -388,72 +392,27 @@ type profileInput struct {
 	Mobileconfig string           `json:"mobileconfig_base64"`
 }
 
-func (s *Service) build(p *mdmd.Profile, in profileInput) error {
-	if in.Name != "" {
-		p.Name = in.Name
+func decodeProfileInput(r *http.Request) (Input, error) {
+	var in profileInput
+	if err := web.DecodeJSON(r, &in); err != nil {
+		return Input{}, err
 	}
-	switch p.Kind {
-	case mdmd.ProfileCustom:
-		if in.Settings != nil {
-			return mdmd.FieldError("settings", "an uploaded profile has no settings")
-		}
-		raw, err := base64.StdEncoding.DecodeString(in.Mobileconfig)
-		if err != nil {
-			return mdmd.FieldError("mobileconfig_base64", "not base64")
-		}
-		xml, identifier, err := ParseUpload(raw)
-		if err != nil {
-			return err
-		}
-		if p.Identifier != "" && identifier != p.Identifier {
-			return mdmd.FieldError("mobileconfig_base64", "the PayloadIdentifier must stay %s", p.Identifier)
-		}
-		p.Identifier, p.Payload, p.Settings = identifier, xml, nil
-	default:
-		if in.Mobileconfig != "" {
-			return mdmd.FieldError("mobileconfig_base64", "only custom profiles are uploaded")
-		}
-		if p.Kind == mdmd.ProfileVPN && len(p.Settings) > 0 {
-			// Keep the VPN's UUID across updates.
-			var prev, next map[string]any
-			if json.Unmarshal(p.Settings, &prev) == nil && json.Unmarshal(in.Settings, &next) == nil && next != nil && prev["vpn_uuid"] != nil {
-				next["vpn_uuid"] = prev["vpn_uuid"]
-				in.Settings, _ = json.Marshal(next)
-			}
-		}
-		payload, settings, err := Build(p.Kind, p.Identifier, p.Name, s.org, in.Settings)
-		if err != nil {
-			return err
-		}
-		p.Payload, p.Settings = payload, settings
+	raw, err := base64.StdEncoding.DecodeString(in.Mobileconfig)
+	if err != nil {
+		return Input{}, mdmd.FieldError("mobileconfig_base64", "not base64")
 	}
-	return nil
+	return Input{Name: in.Name, Kind: in.Kind, Settings: in.Settings, Mobileconfig: raw}, nil
 }
 
 // RegisterAPI adds the profile routes.
 func (s *Service) RegisterAPI(reg web.Registrar) {
 	reg.HandleJSON("POST", "/profiles", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
-		var in profileInput
-		if err := web.DecodeJSON(r, &in); err != nil {
+		in, err := decodeProfileInput(r)
+		if err != nil {
 			return err
 		}
-		if !in.Kind.Valid() {
-			return mdmd.FieldError("kind", "must be passcode, restrictions, wifi, vpn or custom, got %q", in.Kind)
-		}
-		p := &mdmd.Profile{ID: newProfileID(), Kind: in.Kind, CreatedBy: web.PrincipalFrom(r.Context()).Name}
-		if in.Kind != mdmd.ProfileCustom {
-			p.Identifier = Identifier(p.ID)
-		}
-		if in.Name == "" {
-			return mdmd.FieldError("name", "required")
-		}
-		if err := s.build(p, in); err != nil {
-			return err
-		}
-		if err := s.sealPayload(p); err != nil {
-			return err
-		}
-		if err := s.st.CreateProfile(r.Context(), p); err != nil {
+		p, err := s.Create(r.Context(), in, web.PrincipalFrom(r.Context()).Name)
+		if err != nil {
 			return err
 		}
 		reg.Audit(r, "profile.create", "profile", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": p.Name, "kind": p.Kind, "identifier": p.Identifier})
@@ -472,16 +431,9 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.Handle("GET", "/profiles/{id}", mdmd.PermDevicesRead, func(w http.ResponseWriter, r *http.Request) error {
-		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
+		p, as, err := s.Get(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
 			return err
-		}
-		as, err := s.st.ListAssignments(r.Context(), p.ID)
-		if err != nil {
-			return err
-		}
-		if as == nil {
-			as = []mdmd.ProfileAssignment{}
 		}
 		web.WriteJSON(w, http.StatusOK, map[string]any{"profile": p, "assignments": as})
 		return nil
@@ -489,11 +441,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 	// The payload may hold secrets (Wi-Fi passwords), so only profile
 	// managers may download it.
 	reg.Handle("GET", "/profiles/{id}/mobileconfig", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
-		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
-		if err != nil {
-			return err
-		}
-		xml, err := s.payload(p)
+		xml, _, err := s.Mobileconfig(r.Context(), chi.URLParam(r, "id"))
 		if err != nil {
 			return err
 		}
@@ -502,33 +450,12 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.HandleJSON("PATCH", "/profiles/{id}", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
-		var in profileInput
-		if err := web.DecodeJSON(r, &in); err != nil {
-			return err
-		}
-		p, err := s.st.GetProfile(r.Context(), chi.URLParam(r, "id"))
+		in, err := decodeProfileInput(r)
 		if err != nil {
 			return err
 		}
-		if in.Kind != "" && in.Kind != p.Kind {
-			return mdmd.FieldError("kind", "a profile's kind cannot change")
-		}
-		if p.Kind != mdmd.ProfileCustom && in.Settings == nil {
-			in.Settings = p.Settings
-			if p.Kind == mdmd.ProfileWiFi || p.Kind == mdmd.ProfileVPN {
-				return mdmd.FieldError("settings", "give the full settings again (secrets are not kept in readable form)")
-			}
-		}
-		if err := s.build(p, in); err != nil {
-			return err
-		}
-		if err := s.sealPayload(p); err != nil {
-			return err
-		}
-		if err := s.st.UpdateProfile(r.Context(), p); err != nil {
-			return err
-		}
-		if err := s.profileChanged(r.Context(), p.ID, nil); err != nil {
+		p, err := s.Update(r.Context(), chi.URLParam(r, "id"), in)
+		if err != nil {
 			return err
 		}
 		reg.Audit(r, "profile.update", "profile", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"version": p.Version})
@@ -537,14 +464,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 	})
 	reg.Handle("DELETE", "/profiles/{id}", mdmd.PermProfilesManage, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		ids, err := s.st.DevicesForProfile(r.Context(), id)
-		if err != nil {
-			return err
-		}
-		if err := s.st.DeleteProfile(r.Context(), id); err != nil {
-			return err
-		}
-		if err := s.ScheduleReconcile(r.Context(), ids); err != nil {
+		if err := s.Delete(r.Context(), id); err != nil {
 			return err
 		}
 		reg.Audit(r, "profile.delete", "profile", id, mdmd.OutcomeSuccess, "", nil)
@@ -566,10 +486,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		if err := s.st.AssignProfile(r.Context(), a); err != nil {
-			return err
-		}
-		if err := s.profileChanged(r.Context(), a.ProfileID, nil); err != nil {
+		if err := s.Assign(r.Context(), a); err != nil {
 			return err
 		}
 		reg.Audit(r, "profile.assign", "profile", a.ProfileID, mdmd.OutcomeSuccess, "", a)
@@ -581,15 +498,7 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		// The devices the assignment reached, before it goes.
-		ids, err := s.st.DevicesForProfile(r.Context(), a.ProfileID)
-		if err != nil {
-			return err
-		}
-		if err := s.st.UnassignProfile(r.Context(), a); err != nil {
-			return err
-		}
-		if err := s.ScheduleReconcile(r.Context(), ids); err != nil {
+		if err := s.Unassign(r.Context(), a); err != nil {
 			return err
 		}
 		reg.Audit(r, "profile.unassign", "profile", a.ProfileID, mdmd.OutcomeSuccess, "", a)

@@ -23,11 +23,11 @@ func TestVPNKeepsItsUUID(t *testing.T) {
 		}
 		return top.PayloadContent[0]["VPNUUID"].(string)
 	}
-	if err := s.build(p, profileInput{Settings: settings}); err != nil {
+	if err := s.build(p, Input{Settings: settings}); err != nil {
 		t.Fatal(err)
 	}
 	first := uuidOf()
-	if err := s.build(p, profileInput{Settings: json.RawMessage(strings.Replace(string(settings), "vpn.example.com", "vpn2.example.com", 1))}); err != nil {
+	if err := s.build(p, Input{Settings: json.RawMessage(strings.Replace(string(settings), "vpn.example.com", "vpn2.example.com", 1))}); err != nil {
 		t.Fatal(err)
 	}
 	if got := uuidOf(); got != first || !strings.Contains(string(p.Payload), "vpn2.example.com") {
