@@ -101,8 +101,8 @@ func (s *Server) newConsole(d consoleDeps) (*console.Console, error) {
 	enrollment := &console.Enrollment{Links: d.enroll, Android: d.android, Store: d.st}
 	return console.New(console.Options{Store: d.st, Commands: d.cmds, Approvals: d.approvals, Audit: d.st, Admin: d.st, Box: d.box,
 		Enrollment: enrollment, Logger: s.log.With("component", "console"), PublicURL: s.cfg.PublicURL,
-		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: d.push, Groups: d.st,
-		Policies: d.compliance, Profiles: d.profiles, AndroidEnterprise: d.android, Webhooks: d.webhooks,
+		TLS: s.cfg.TLSCert != "", Issuer: consoleIssuer(s.cfg.Org), PushCert: d.push, Groups: console.ObserveGroups(d.st, d.profiles),
+		Policies: d.compliance.Policies(d.st), Profiles: d.profiles, AndroidEnterprise: d.android, Webhooks: d.webhooks,
 		SSF: d.transmitter, MTD: console.MTD{MTDStore: d.st, MTDAPI: compliance.MTDAPI{Store: d.st, Wake: d.compliance.Wake}}, Bulk: d.bulk})
 }
 

@@ -2,11 +2,8 @@ package compliance
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -17,14 +14,8 @@ import (
 // APIStore is what the compliance API needs from storage beyond Store.
 type APIStore interface {
 	Store
+	PolicyStore
 	GetCompliance(ctx context.Context, deviceID string) (*mdmd.DeviceCompliance, error)
-	CreateCompliancePolicy(ctx context.Context, p *mdmd.CompliancePolicy) error
-	GetCompliancePolicy(ctx context.Context, id string) (*mdmd.CompliancePolicy, error)
-	ListCompliancePolicies(ctx context.Context) ([]mdmd.CompliancePolicy, error)
-	UpdateCompliancePolicy(ctx context.Context, p *mdmd.CompliancePolicy) error
-	DeleteCompliancePolicy(ctx context.Context, id string) error
-	AssignCompliancePolicy(ctx context.Context, a *mdmd.CompliancePolicyGroup) error
-	UnassignCompliancePolicy(ctx context.Context, policyID, groupID string) error
 	ListComplianceChanges(ctx context.Context, after int64, limit int) ([]mdmd.ComplianceChange, error)
 }
 
@@ -42,70 +33,26 @@ type API struct {
 	Jobs Enqueuer
 }
 
-// policyChanged queues one sweep per 10-second slot, due when the slot
-// ends, so that a burst of changes is re-evaluated once and none is missed.
-func (a API) policyChanged(r *http.Request) {
-	if a.Jobs == nil {
-		return
+// policies is the policy manager behind the API's policy routes.
+func (a API) policies() *Policies {
+	ps := &Policies{Store: a.Store, Jobs: a.Jobs}
+	if a.Service != nil {
+		ps.Log = a.Service.log
 	}
-	const slot = 10 * time.Second
-	end := time.Now().Truncate(slot).Add(slot)
-	key := fmt.Sprintf("%s/policy/%d", SweepJob, end.Unix())
-	if _, err := a.Jobs.Enqueue(r.Context(), &mdmd.Job{Kind: SweepJob, RunAt: end, MaxAttempts: 3, UniqueKey: &key}); err != nil {
-		a.Service.log.Error("queueing a compliance sweep failed", "err", err)
-	}
-}
-
-type policyInput struct {
-	Name      string          `json:"name"`
-	Platform  mdmd.Platform   `json:"platform"`
-	IsDefault bool            `json:"is_default"`
-	Rules     json.RawMessage `json:"rules"`
-}
-
-// stored validates the input's rules and turns it into a stored policy.
-// A policy that applies to Android and does not mention
-// max_patch_age_days gets the default of 90 days; 0 switches it off.
-func (in *policyInput) stored() (*mdmd.CompliancePolicy, error) {
-	if len(in.Rules) == 0 {
-		in.Rules = json.RawMessage("{}")
-	}
-	var rules Policy
-	if err := web.DecodeJSONBytes(in.Rules, &rules); err != nil {
-		return nil, mdmd.FieldError("rules", "%v", err)
-	}
-	var given map[string]json.RawMessage
-	_ = json.Unmarshal(in.Rules, &given)
-	if _, ok := given["max_patch_age_days"]; !ok && in.Platform != mdmd.PlatformIOS {
-		rules.MaxPatchAgeDays = DefaultPatchAgeDays
-	}
-	rules.ID, rules.Name, rules.Platform = "", "", in.Platform
-	if err := rules.Validate(); err != nil {
-		return nil, err
-	}
-	rules.Platform = ""
-	b, err := json.Marshal(rules)
-	if err != nil {
-		return nil, err
-	}
-	return &mdmd.CompliancePolicy{Name: in.Name, Platform: in.Platform, IsDefault: in.IsDefault, Rules: b}, nil
+	return ps
 }
 
 // RegisterAPI adds the compliance routes.
 func (a API) RegisterAPI(reg web.Registrar) {
 	reg.HandleJSON("POST", "/compliance/policies", mdmd.PermComplianceManage, func(w http.ResponseWriter, r *http.Request) error {
-		var in policyInput
+		var in PolicyInput
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
 		}
-		p, err := in.stored()
+		p, err := a.policies().Create(r.Context(), in)
 		if err != nil {
 			return err
 		}
-		if err := a.Store.CreateCompliancePolicy(r.Context(), p); err != nil {
-			return err
-		}
-		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.create", "compliance_policy", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"name": p.Name})
 		web.WriteJSON(w, http.StatusCreated, p)
 		return nil
@@ -130,36 +77,23 @@ func (a API) RegisterAPI(reg web.Registrar) {
 		return nil
 	})
 	reg.HandleJSON("PUT", "/compliance/policies/{id}", mdmd.PermComplianceManage, func(w http.ResponseWriter, r *http.Request) error {
-		var in policyInput
+		var in PolicyInput
 		if err := web.DecodeJSON(r, &in); err != nil {
 			return err
 		}
-		cur, err := a.Store.GetCompliancePolicy(r.Context(), chi.URLParam(r, "id"))
+		p, err := a.policies().Update(r.Context(), chi.URLParam(r, "id"), in)
 		if err != nil {
 			return err
 		}
-		if in.Platform != cur.Platform {
-			return mdmd.FieldError("platform", "a policy's platform cannot change")
-		}
-		p, err := in.stored()
-		if err != nil {
-			return err
-		}
-		p.ID = cur.ID
-		if err := a.Store.UpdateCompliancePolicy(r.Context(), p); err != nil {
-			return err
-		}
-		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.update", "compliance_policy", p.ID, mdmd.OutcomeSuccess, "", map[string]any{"version": p.Version})
 		web.WriteJSON(w, http.StatusOK, p)
 		return nil
 	})
 	reg.Handle("DELETE", "/compliance/policies/{id}", mdmd.PermComplianceManage, func(w http.ResponseWriter, r *http.Request) error {
 		id := chi.URLParam(r, "id")
-		if err := a.Store.DeleteCompliancePolicy(r.Context(), id); err != nil {
+		if err := a.policies().Delete(r.Context(), id); err != nil {
 			return err
 		}
-		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.delete", "compliance_policy", id, mdmd.OutcomeSuccess, "", nil)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
@@ -172,10 +106,9 @@ func (a API) RegisterAPI(reg web.Registrar) {
 			return err
 		}
 		as := &mdmd.CompliancePolicyGroup{PolicyID: chi.URLParam(r, "id"), GroupID: chi.URLParam(r, "group"), Priority: in.Priority}
-		if err := a.Store.AssignCompliancePolicy(r.Context(), as); err != nil {
+		if err := a.policies().Assign(r.Context(), as); err != nil {
 			return err
 		}
-		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.assign", "compliance_policy", as.PolicyID, mdmd.OutcomeSuccess, "",
 			map[string]any{"group_id": as.GroupID, "priority": as.Priority})
 		web.WriteJSON(w, http.StatusOK, as)
@@ -183,10 +116,9 @@ func (a API) RegisterAPI(reg web.Registrar) {
 	})
 	reg.Handle("DELETE", "/compliance/policies/{id}/groups/{group}", mdmd.PermComplianceManage, func(w http.ResponseWriter, r *http.Request) error {
 		id, group := chi.URLParam(r, "id"), chi.URLParam(r, "group")
-		if err := a.Store.UnassignCompliancePolicy(r.Context(), id, group); err != nil {
+		if err := a.policies().Unassign(r.Context(), id, group); err != nil {
 			return err
 		}
-		a.policyChanged(r)
 		reg.Audit(r, "compliance.policy.unassign", "compliance_policy", id, mdmd.OutcomeSuccess, "", map[string]any{"group_id": group})
 		w.WriteHeader(http.StatusNoContent)
 		return nil
