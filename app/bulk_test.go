@@ -196,7 +196,7 @@ func testBulkActions(t *testing.T, dbURL string) {
 		t.Fatalf("the console's bulk lock did not reach the device: %+v", sims[2].State())
 	}
 	code, page = help("GET", "/bulk/"+bs[0].ID, nil)
-	if code != 200 || !strings.Contains(page, `id="c-ack">1<`) || !strings.Contains(page, "Bulk lock of 1 device") {
+	if code != 200 || !strings.Contains(page, `id="c-ack">1<`) || !strings.Contains(page, "Bulk lock of 1 device") || !strings.Contains(page, `id="bulk-state">done<`) {
 		t.Fatalf("progress page = %d:\n%s", code, page)
 	}
 	adm := consoleSession(t, env.testServer, mdmd.RoleAdmin)

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"context"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -99,5 +101,45 @@ func TestConsoleRoleRouteMatrix(t *testing.T) {
 	}
 	if pages < 20 {
 		t.Fatalf("only %d pages were checked for hidden actions", pages)
+	}
+}
+
+// The device list's page links carry the filter and the cursor as a
+// query string a browser reads back (html/template must not escape the
+// "=" of a query it did not build): following "Next page" shows the next
+// devices under the same filter, and the bulk action link keeps the filter.
+func TestConsoleDeviceListLinks(t *testing.T) {
+	f := newFixture(t, backends(t)[0].URL)
+	ctx := context.Background()
+	for i := range 55 {
+		udid := fmt.Sprintf("pager-%03d", i)
+		if err := f.srv.Store().CreateDevice(ctx, &mdmd.Device{Platform: mdmd.PlatformIOS, UDID: &udid, Name: fmt.Sprintf("Pager %03d", i),
+			Ownership: mdmd.OwnershipCorporate, EnrollmentState: mdmd.EnrollmentEnrolled}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := consoleSession(t, f.testServer, mdmd.RoleAdmin)
+	_, first := admin("GET", "/devices?q=pager&sort=name", nil)
+	next := regexp.MustCompile(`href="(/devices\?[^"]+)" rel="next"`).FindStringSubmatch(first)
+	if next == nil || !strings.Contains(first, "Pager 049") || strings.Contains(first, "Pager 050") {
+		t.Fatalf("first page: next link %v", next)
+	}
+	u, err := url.Parse(strings.ReplaceAll(next[1], "&amp;", "&"))
+	if err != nil || u.Query().Get("q") != "pager" || u.Query().Get("sort") != "name" || u.Query().Get("cursor") == "" {
+		t.Fatalf("next link %q: query %v (%v)", next[1], u.Query(), err)
+	}
+	code, second := admin("GET", u.String(), nil)
+	if code != 200 || !strings.Contains(second, "Pager 050") || !strings.Contains(second, "Pager 054") || strings.Contains(second, "Pager 049") {
+		t.Fatalf("second page (%d) does not continue the first", code)
+	}
+	bulkLink := regexp.MustCompile(`href="(/bulk/new\?[^"]*)"`).FindStringSubmatch(first)
+	if bulkLink == nil {
+		t.Fatal("no bulk action link")
+	}
+	if b, _ := url.Parse(strings.ReplaceAll(bulkLink[1], "&amp;", "&")); b.Query().Get("q") != "pager" || b.Query().Has("sort") {
+		t.Fatalf("bulk link %q", bulkLink[1])
+	}
+	if _, page := admin("GET", bulkLink[1], nil); !strings.Contains(page, "Act on 55 devices") {
+		t.Fatal("the bulk page does not count the filtered devices")
 	}
 }

@@ -141,12 +141,12 @@ func (c *Console) bulkFailed(w http.ResponseWriter, r *http.Request, f mdmd.Bulk
 
 type bulkShowContent struct {
 	*bulk.Status
-	Desc    string
-	Targets []mdmd.BulkTarget
-	Next    string
-	State   string // the target state listed ("" for all)
-	Paged   bool
-	Live    bool
+	Desc        string
+	Targets     []mdmd.BulkTarget
+	Next        string
+	TargetState string // the target state listed ("" for all)
+	Paged       bool
+	Live        bool
 }
 
 // Handled is how many devices were sent, failed or skipped.
@@ -160,8 +160,8 @@ func (c *Console) bulkShow(w http.ResponseWriter, r *http.Request) error {
 	}
 	q := r.URL.Query()
 	content := &bulkShowContent{Status: st, Desc: st.Filter.Describe(c.groupName(r.Context(), st.Filter.GroupID)),
-		State: q.Get("state"), Paged: q.Get("cursor") != ""}
-	if content.Targets, content.Next, err = c.o.Bulk.Targets(r.Context(), id, content.State, q.Get("cursor"), 50); err != nil {
+		TargetState: q.Get("state"), Paged: q.Get("cursor") != ""}
+	if content.Targets, content.Next, err = c.o.Bulk.Targets(r.Context(), id, content.TargetState, q.Get("cursor"), 50); err != nil {
 		return err
 	}
 	content.Live = st.State == mdmd.BulkRunning || st.State == mdmd.BulkAwaitingApproval

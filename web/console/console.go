@@ -426,7 +426,10 @@ func (c *Console) funcs(p *mdmd.Principal) template.FuncMap {
 			}
 			return "no"
 		},
-		"query": func(v url.Values, kv ...string) string {
+		// query is a link's query string: v with the pairs in kv set (or
+		// removed when empty), encoded once. (As a plain string,
+		// html/template would escape it again after the "?".)
+		"query": func(v url.Values, kv ...string) template.URL {
 			q := url.Values{}
 			for k, vs := range v {
 				q[k] = vs
@@ -438,7 +441,7 @@ func (c *Console) funcs(p *mdmd.Principal) template.FuncMap {
 					q.Set(kv[i], kv[i+1])
 				}
 			}
-			return q.Encode()
+			return template.URL(q.Encode())
 		},
 		"get": func(v url.Values, k string) string { return v.Get(k) },
 	}
