@@ -16,7 +16,7 @@ import (
 
 type countingExec struct {
 	wipes, groups, bulks atomic.Int32
-	fail          error
+	fail                 error
 }
 
 func (e *countingExec) WipeDeviceFull(_ context.Context, deviceID, by, reason string, p approvals.WipeParams) (any, error) {
