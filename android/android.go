@@ -206,7 +206,8 @@ func (s *Service) StartSignup(ctx context.Context, callbackURL string) (*am.Sign
 		return nil, err
 	}
 	if callbackURL == "" {
-		callbackURL = s.cfg.PublicURL + "/android/signup-complete"
+		// The console's Android page reads the token Google appends.
+		callbackURL = s.cfg.PublicURL + "/settings/android"
 	}
 	if err := s.takeNow(ctx); err != nil {
 		return nil, err

@@ -36,7 +36,9 @@ func newAndroidEnv(t *testing.T, dbURL string) *androidEnv {
 		Name string `json:"signup_url_name"`
 	}
 	ts.mustDo(200, "POST", "/api/v1/android/signup", ts.Token, map[string]any{}).json(t, &signup)
-	if !strings.HasPrefix(signup.URL, "https://") || signup.Name == "" {
+	// Google sends the admin back to the console's Android page, which
+	// reads the enterprise token it appends.
+	if !strings.HasPrefix(signup.URL, "https://") || signup.Name == "" || !strings.HasSuffix(signup.URL, "callbackUrl="+ts.URL+"/settings/android") {
 		t.Fatalf("signup = %+v", signup)
 	}
 	token, err := fake.CompleteSignup(signup.Name)

@@ -53,9 +53,23 @@ func testComplianceAPI(t *testing.T, dbURL string) {
 		t.Fatalf("default patch age: %s", baseline.Rules)
 	}
 	got.MaxPatchAgeDays = -1
-	if err := json.Unmarshal(strict.Rules, &got); err != nil || got.MaxPatchAgeDays != -1 {
+	if err := json.Unmarshal(strict.Rules, &got); err != nil || got.MaxPatchAgeDays != 0 {
 		t.Fatalf("iOS policy patch age: %s", strict.Rules)
 	}
+	// A patch age switched off (0) survives a read and write back: the
+	// rules read are the rules written, not the Android default.
+	var off mdmd.CompliancePolicy
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "no patch age", "platform": "android",
+		"rules": map[string]any{"max_patch_age_days": 0}}).json(t, &off)
+	f.mustDo(200, "GET", "/api/v1/compliance/policies/"+off.ID, f.Token, nil).json(t, &off)
+	f.mustDo(200, "PUT", "/api/v1/compliance/policies/"+off.ID, f.Token, map[string]any{"name": off.Name, "platform": "android",
+		"rules": off.Rules})
+	f.mustDo(200, "GET", "/api/v1/compliance/policies/"+off.ID, f.Token, nil).json(t, &off)
+	got.MaxPatchAgeDays = -1
+	if err := json.Unmarshal(off.Rules, &got); err != nil || got.MaxPatchAgeDays != 0 {
+		t.Fatalf("patch age after a read and write back: %s", off.Rules)
+	}
+	f.mustDo(204, "DELETE", "/api/v1/compliance/policies/"+off.ID, f.Token, nil)
 	if r := f.do("PUT", "/api/v1/compliance/policies/"+strict.ID, f.Token, map[string]any{"name": "x", "platform": "android",
 		"rules": map[string]any{}}); r.Status != 400 {
 		t.Fatalf("platform change: %d", r.Status)

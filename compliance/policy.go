@@ -48,8 +48,10 @@ type Policy struct {
 	MinOSVersion string `json:"min_os_version,omitempty"`
 	MaxOSVersion string `json:"max_os_version,omitempty"`
 	// MaxPatchAgeDays: the security patch level may be at most this many
-	// days old. PatchNotBefore (YYYY-MM-DD): it may not predate this day.
-	MaxPatchAgeDays int    `json:"max_patch_age_days,omitempty"`
+	// days old (0: not checked; always written out, so that a policy read
+	// and written back keeps 0 rather than getting the Android default).
+	// PatchNotBefore (YYYY-MM-DD): it may not predate this day.
+	MaxPatchAgeDays int    `json:"max_patch_age_days"`
 	PatchNotBefore  string `json:"patch_not_before,omitempty"`
 
 	BlockCompromised  bool `json:"block_compromised,omitempty"` // jailbroken or rooted
