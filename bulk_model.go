@@ -44,7 +44,8 @@ const (
 	BulkAwaitingApproval = "awaiting_approval"
 	BulkRunning          = "running"
 	BulkDone             = "done"
-	// BulkCancelled: its approval was rejected or expired; nothing was sent.
+	// BulkCancelled: its approval was rejected or expired (nothing was
+	// sent), or an admin stopped it (devices not yet sent get nothing).
 	BulkCancelled = "cancelled"
 )
 
@@ -197,6 +198,9 @@ type BulkProgress struct {
 	Acknowledged int `json:"acknowledged"`
 	Errors       int `json:"command_errors"`
 	InFlight     int `json:"in_flight"`
+	// Untracked were sent, but their command is no longer kept (pruned,
+	// or the device was deleted).
+	Untracked int `json:"untracked"`
 }
 
 // Percent is how much of the action was handled (sent, failed or skipped).

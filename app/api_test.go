@@ -368,7 +368,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"POST /api/v1/compliance/actions/{id}/approve":               {func(mdmd.Role) string { return "unknown" }, map[string]any{}},
 		"POST /api/v1/compliance/actions/{id}/reject":                {func(mdmd.Role) string { return "unknown" }, map[string]any{"reason": "no"}},
 		"POST /api/v1/compliance/token":                              {none, map[string]any{"device_id": f.ios.ID}},
-		"POST /api/v1/webhooks":                                      {none, map[string]any{"name": "matrix", "url": "https://hooks.example.com/mdmd"}},
+		"POST /api/v1/webhooks":                                      {none, map[string]any{"name": "matrix", "url": "https://hooks.example.com/mdmd", "enabled": false}},
 		"GET /api/v1/webhooks":                                       {none, nil},
 		"GET /api/v1/webhooks/{id}":                                  {func(mdmd.Role) string { return "unknown" }, nil},
 		"PATCH /api/v1/webhooks/{id}":                                {func(mdmd.Role) string { return "unknown" }, map[string]any{"enabled": false}},
@@ -398,6 +398,7 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"GET /api/v1/bulk-actions":                                   {none, nil},
 		"GET /api/v1/bulk-actions/{id}":                              {func(mdmd.Role) string { return "unknown" }, nil},
 		"GET /api/v1/bulk-actions/{id}/devices":                      {func(mdmd.Role) string { return "unknown" }, nil},
+		"POST /api/v1/bulk-actions/{id}/cancel":                      {func(mdmd.Role) string { return "unknown" }, map[string]any{"reason": "matrix"}},
 	}
 	routes := f.srv.APIRoutes()
 	if len(routes) != len(calls) {

@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/apple/applesim"
 	"github.com/mdmd/mdmd/bulk"
+	"github.com/mdmd/mdmd/migrations"
+	"github.com/mdmd/mdmd/storage"
 	"github.com/mdmd/mdmd/web"
 )
 
@@ -155,6 +159,38 @@ func testBulkActions(t *testing.T, dbURL string) {
 		}
 	}
 
+	// Cancelled while it waits, a second admin's approval cannot start it.
+	// A full wipe's approval shows whether factory reset protection goes.
+	var stopped mdmd.BulkAction
+	env.mustDo(202, "POST", "/api/v1/bulk-actions/wipe", env.Token, map[string]any{"mode": "full", "reason": "lost shipment",
+		"confirm": "2", "preserve_frp": false, "filter": map[string]any{"group_id": g.ID}}).json(t, &stopped)
+	var pending mdmd.Approval
+	env.mustDo(200, "GET", "/api/v1/approvals/"+stopped.ApprovalID, second, nil).json(t, &pending)
+	if !strings.Contains(string(pending.Params), `"preserve_frp":false`) || !strings.Contains(string(pending.Params), `"devices":2`) {
+		t.Fatalf("the approval does not say what the wipe does: %s", pending.Params)
+	}
+	// Roles that cannot see approvals see its state, not who asked or why.
+	var seen bulk.Status
+	env.mustDo(200, "GET", "/api/v1/bulk-actions/"+stopped.ID, viewer, nil).json(t, &seen)
+	if seen.Approval == nil || seen.Approval.State != mdmd.ApprovalPending || seen.Approval.RequestedByName != "" || seen.Approval.Reason != "" {
+		t.Fatalf("a viewer sees the approval %+v", seen.Approval)
+	}
+	env.mustDo(403, "POST", "/api/v1/bulk-actions/"+stopped.ID+"/cancel", helpdesk, map[string]any{"reason": "no"})
+	env.mustDo(400, "POST", "/api/v1/bulk-actions/"+stopped.ID+"/cancel", env.Token, map[string]any{})
+	env.mustDo(200, "POST", "/api/v1/bulk-actions/"+stopped.ID+"/cancel", env.Token, map[string]any{"reason": "found the shipment"})
+	if a := approve(t, env.testServer, second, stopped.ApprovalID); a.State != mdmd.ApprovalFailed {
+		t.Fatalf("approving a cancelled bulk wipe: %+v", a)
+	}
+	env.mustDo(409, "POST", "/api/v1/bulk-actions/"+stopped.ID+"/cancel", env.Token, map[string]any{"reason": "again"})
+	if s := status(stopped.ID); s.State != mdmd.BulkCancelled || s.Progress.Pending != 2 {
+		t.Fatalf("cancelled bulk wipe = %s %+v", s.State, s.Progress)
+	}
+	for _, d := range devs {
+		if n := countRequestType(deviceCommands(t, env.testServer, d.ID), "EraseDevice"); n != 0 {
+			t.Fatalf("a cancelled bulk wipe queued %d EraseDevice commands", n)
+		}
+	}
+
 	// Approved, it removes management from the group's devices only.
 	var ok mdmd.BulkAction
 	env.mustDo(202, "POST", "/api/v1/bulk-actions/wipe", env.Token, wipe).json(t, &ok)
@@ -170,7 +206,9 @@ func testBulkActions(t *testing.T, dbURL string) {
 	if d, _ := st.GetDevice(ctx, devs[2].ID); d.EnrollmentState != mdmd.EnrollmentEnrolled || sims[2].State().Erased {
 		t.Fatalf("a device outside the group was wiped: %+v", d)
 	}
-	if fx.auditCount(t, "bulk.create") != 4 || fx.auditCount(t, "bulk.start") != 1 || fx.auditCount(t, "bulk.done") != 3 {
+	// bulk.start: the approved wipe, and the refused start of the cancelled one.
+	if fx.auditCount(t, "bulk.create") != 5 || fx.auditCount(t, "bulk.start") != 2 || fx.auditCount(t, "bulk.done") != 3 ||
+		fx.auditCount(t, "bulk.cancel") != 1 {
 		t.Errorf("audit: bulk.create %d, bulk.start %d, bulk.done %d", fx.auditCount(t, "bulk.create"),
 			fx.auditCount(t, "bulk.start"), fx.auditCount(t, "bulk.done"))
 	}
@@ -199,6 +237,26 @@ func testBulkActions(t *testing.T, dbURL string) {
 	if code != 200 || !strings.Contains(page, `id="c-ack">1<`) || !strings.Contains(page, "Bulk lock of 1 device") || !strings.Contains(page, `id="bulk-state">done<`) {
 		t.Fatalf("progress page = %d:\n%s", code, page)
 	}
+	// The page's own refresh does not keep a session alive.
+	sum := sha256.Sum256([]byte("sid-helpdesk-0123456789abcdef"))
+	lastSeen := func() time.Time {
+		cs, err := st.GetConsoleSession(ctx, hex.EncodeToString(sum[:]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs.LastSeenAt
+	}
+	if _, err := st.DB().Exec(rebind(st, "UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?"),
+		time.Now().Add(-10*time.Minute).UTC().Truncate(time.Microsecond), hex.EncodeToString(sum[:])); err != nil {
+		t.Fatal(err)
+	}
+	was := lastSeen()
+	if code, _ := help("GET", "/bulk/"+bs[0].ID+"?auto=1", nil); code != 200 || !lastSeen().Equal(was) {
+		t.Fatalf("an automatic refresh (%d) counted as use of the session", code)
+	}
+	if help("GET", "/bulk/"+bs[0].ID, nil); !lastSeen().After(was) {
+		t.Fatal("opening the page did not count as use of the session")
+	}
 	adm := consoleSession(t, env.testServer, mdmd.RoleAdmin)
 	code, page = adm("POST", "/bulk/wipe", url.Values{"platform": {"ios"}, "mode": {"full"}, "reason": {"x"}, "confirm": {"9"}})
 	if code != 400 || !strings.Contains(page, "type the number of devices the filter selects (1)") {
@@ -225,4 +283,22 @@ func slicesContain(xs []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// rebind writes a statement's placeholders for the store's dialect.
+func rebind(st *storage.Store, q string) string {
+	if st.DialectName() != migrations.Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

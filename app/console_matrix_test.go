@@ -12,6 +12,88 @@ import (
 	"github.com/mdmd/mdmd/web/console"
 )
 
+// consolePermissions is what each console route must require, written
+// down apart from the routes' own declarations (and matching the API's
+// permission for the same action), so a route registered with the wrong
+// permission fails the matrix instead of being checked against itself.
+var consolePermissions = map[string]mdmd.Permission{
+	"GET /devices":                                                 mdmd.PermDevicesRead,
+	"GET /devices/{id}":                                            mdmd.PermDevicesRead,
+	"POST /devices/{id}/actions/query":                             mdmd.PermCommandsQuery,
+	"POST /devices/{id}/actions/lock":                              mdmd.PermCommandsLock,
+	"POST /devices/{id}/actions/clear-passcode":                    mdmd.PermCommandsLock,
+	"POST /devices/{id}/actions/wipe-selective":                    mdmd.PermCommandsWipe,
+	"GET /groups":                                                  mdmd.PermDevicesRead,
+	"POST /groups":                                                 mdmd.PermGroupsWrite,
+	"POST /groups/{id}/delete":                                     mdmd.PermGroupsWrite,
+	"GET /settings/push-certificate":                               mdmd.PermSettingsManage,
+	"POST /settings/push-certificate":                              mdmd.PermSettingsManage,
+	"GET /enrollment":                                              mdmd.PermEnrollManage,
+	"POST /enrollment/links":                                       mdmd.PermEnrollManage,
+	"POST /enrollment/links/{id}/revoke":                           mdmd.PermEnrollManage,
+	"POST /enrollment/android-tokens":                              mdmd.PermEnrollManage,
+	"POST /enrollment/android-tokens/{id}/revoke":                  mdmd.PermEnrollManage,
+	"GET /settings/tokens":                                         mdmd.PermTokensManage,
+	"POST /settings/tokens":                                        mdmd.PermTokensManage,
+	"POST /settings/tokens/{id}/revoke":                            mdmd.PermTokensManage,
+	"GET /settings/users":                                          mdmd.PermUsersManage,
+	"POST /settings/users":                                         mdmd.PermUsersManage,
+	"POST /settings/users/{id}/disable":                            mdmd.PermUsersManage,
+	"POST /settings/users/{id}/enable":                             mdmd.PermUsersManage,
+	"POST /settings/users/{id}/reset-totp":                         mdmd.PermUsersManage,
+	"GET /audit":                                                   mdmd.PermAuditRead,
+	"GET /settings":                                                mdmd.PermSettingsManage,
+	"GET /groups/{id}":                                             mdmd.PermDevicesRead,
+	"POST /groups/{id}/members":                                    mdmd.PermGroupsWrite,
+	"POST /groups/{id}/members/{device}/remove":                    mdmd.PermGroupsWrite,
+	"GET /policies":                                                mdmd.PermDevicesRead,
+	"GET /policies/new":                                            mdmd.PermComplianceManage,
+	"POST /policies":                                               mdmd.PermComplianceManage,
+	"GET /policies/{id}":                                           mdmd.PermDevicesRead,
+	"POST /policies/{id}":                                          mdmd.PermComplianceManage,
+	"POST /policies/{id}/delete":                                   mdmd.PermComplianceManage,
+	"POST /policies/{id}/groups":                                   mdmd.PermComplianceManage,
+	"POST /policies/{id}/groups/{group}/remove":                    mdmd.PermComplianceManage,
+	"GET /profiles":                                                mdmd.PermDevicesRead,
+	"POST /profiles":                                               mdmd.PermProfilesManage,
+	"GET /profiles/{id}":                                           mdmd.PermDevicesRead,
+	"POST /profiles/{id}":                                          mdmd.PermProfilesManage,
+	"GET /profiles/{id}/mobileconfig":                              mdmd.PermProfilesManage,
+	"POST /profiles/{id}/delete":                                   mdmd.PermProfilesManage,
+	"POST /profiles/{id}/assignments":                              mdmd.PermProfilesManage,
+	"POST /profiles/{id}/assignments/delete":                       mdmd.PermProfilesManage,
+	"GET /settings/android":                                        mdmd.PermSettingsManage,
+	"POST /settings/android/signup":                                mdmd.PermSettingsManage,
+	"POST /settings/android/enterprise":                            mdmd.PermSettingsManage,
+	"POST /settings/android/bind":                                  mdmd.PermSettingsManage,
+	"GET /settings/webhooks":                                       mdmd.PermSettingsManage,
+	"POST /settings/webhooks":                                      mdmd.PermSettingsManage,
+	"GET /settings/webhooks/{id}":                                  mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/enable":                          mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/disable":                         mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/rotate-secret":                   mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/test":                            mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/delete":                          mdmd.PermSettingsManage,
+	"POST /settings/webhooks/{id}/deliveries/{delivery}/redeliver": mdmd.PermSettingsManage,
+	"GET /settings/ssf":                                            mdmd.PermSettingsManage,
+	"POST /settings/ssf/{id}/status":                               mdmd.PermSettingsManage,
+	"POST /settings/ssf/{id}/delete":                               mdmd.PermSettingsManage,
+	"GET /settings/mtd":                                            mdmd.PermSettingsManage,
+	"POST /settings/mtd/devices/{id}/release":                      mdmd.PermSettingsManage,
+	"GET /bulk":                                                    mdmd.PermCommandsRead,
+	"GET /bulk/new":                                                mdmd.PermCommandsRead,
+	"POST /bulk/query":                                             mdmd.PermCommandsQuery,
+	"POST /bulk/lock":                                              mdmd.PermCommandsLock,
+	"POST /bulk/wipe":                                              mdmd.PermCommandsWipe,
+	"GET /bulk/{id}":                                               mdmd.PermCommandsRead,
+	"POST /bulk/{id}/cancel":                                       mdmd.PermCommandsQuery,
+	"POST /devices/{id}/actions/wipe-full":                         mdmd.PermCommandsWipe,
+	"GET /approvals":                                               mdmd.PermCommandsWipe,
+	"POST /approvals/{id}/approve":                                 mdmd.PermCommandsWipe,
+	"POST /approvals/{id}/reject":                                  mdmd.PermCommandsWipe,
+	"GET /":                                                        mdmd.PermDevicesRead,
+}
+
 // The console's role × route matrix: every console route answers 403 to
 // every role that lacks its permission (and audits the denial), and
 // never to a role that holds it; and no page a role may open shows a
@@ -19,8 +101,17 @@ import (
 func TestConsoleRoleRouteMatrix(t *testing.T) {
 	f := newFixture(t, backends(t)[0].URL)
 	routes := f.srv.ConsoleRoutes()
-	if len(routes) < 40 {
-		t.Fatalf("only %d console routes: the console is not fully wired", len(routes))
+	if len(routes) != len(consolePermissions) {
+		t.Errorf("%d console routes, %d in the table", len(routes), len(consolePermissions))
+	}
+	for _, rt := range routes {
+		want, ok := consolePermissions[rt.Method+" "+rt.Pattern]
+		if !ok {
+			t.Fatalf("console route %s %s is not in consolePermissions: add it", rt.Method, rt.Pattern)
+		}
+		if rt.Permission != want {
+			t.Errorf("console route %s %s requires %q, want %q", rt.Method, rt.Pattern, rt.Permission, want)
+		}
 	}
 	sessions := map[mdmd.Role]func(method, path string, form url.Values) (int, string){}
 	for _, role := range mdmd.Roles {
@@ -28,7 +119,13 @@ func TestConsoleRoleRouteMatrix(t *testing.T) {
 	}
 	// Pages open on real objects where there are some; other parameters
 	// name nothing (a 404 is a fine answer for a role that may ask).
-	ids := map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID}
+	var policy, profile, hook, bulkAction struct{ ID string }
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "matrix", "rules": map[string]any{"min_os_version": "17"}}).json(t, &policy)
+	f.mustDo(201, "POST", "/api/v1/profiles", f.Token, map[string]any{"name": "matrix", "kind": "passcode", "settings": map[string]any{}}).json(t, &profile)
+	f.mustDo(201, "POST", "/api/v1/webhooks", f.Token, map[string]any{"name": "matrix", "url": "https://hooks.example.com/mdmd", "enabled": false}).json(t, &hook) // never delivers
+	f.mustDo(202, "POST", "/api/v1/bulk-actions/query", f.Token, map[string]any{"filter": map[string]any{"q": "Ana"}, "push": false}).json(t, &bulkAction)
+	ids := map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID, "/policies/{id}": policy.ID,
+		"/profiles/{id}": profile.ID, "/settings/webhooks/{id}": hook.ID, "/bulk/{id}": bulkAction.ID}
 	param := regexp.MustCompile(`\{[^}]+\}`)
 	pathOf := func(rt console.Route) string {
 		if id, ok := ids[rt.Pattern]; ok && rt.Method == "GET" {

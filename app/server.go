@@ -333,6 +333,8 @@ func (s *Server) start(ctx context.Context, box *secret.Box, bg *sync.WaitGroup)
 	exec.bulk = bulkSvc
 	runner.Register(bulk.RunJob, bulkSvc.RunJob)
 	runner.Every(bulk.RunJob, time.Minute)
+	runner.Register(bulk.PruneJob, bulkSvc.Prune)
+	runner.Every(bulk.PruneJob, 24*time.Hour)
 	profileSvc := profiles.NewService(st, cmds, runner, ids, box, s.cfg.Org, s.log.With("component", "profiles"))
 	runner.Register(profiles.ReconcileJob, profileSvc.RunJob)
 	runner.Register(enroll.RenewJob, func(ctx context.Context, _ *mdmd.Job) error {

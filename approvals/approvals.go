@@ -115,6 +115,9 @@ func (s *Service) Approve(ctx context.Context, by *mdmd.Principal, id string) (*
 		s.denied(ctx, by, "approval.approve", id, a, err)
 		return nil, err
 	}
+	// Decided, the action is carried out and recorded even if the
+	// approver's request goes away meanwhile (a closed browser tab).
+	ctx = context.WithoutCancel(ctx)
 	result, execErr := s.execute(ctx, a)
 	state := mdmd.ApprovalApproved
 	if execErr != nil {

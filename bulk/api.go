@@ -78,7 +78,23 @@ func (s *Service) RegisterAPI(reg web.Registrar) {
 		if err != nil {
 			return err
 		}
-		web.WriteJSON(w, http.StatusOK, st)
+		web.WriteJSON(w, http.StatusOK, st.For(web.PrincipalFrom(r.Context()).Role))
+		return nil
+	})
+	// Cancelling needs, beyond this route's permission, the one the
+	// action's kind needs (checked by the service).
+	reg.HandleJSON("POST", "/bulk-actions/{id}/cancel", mdmd.PermCommandsQuery, func(w http.ResponseWriter, r *http.Request) error {
+		var in struct {
+			Reason string `json:"reason"`
+		}
+		if err := web.DecodeJSON(r, &in); err != nil {
+			return err
+		}
+		b, err := s.Cancel(r.Context(), web.PrincipalFrom(r.Context()), chi.URLParam(r, "id"), strings.TrimSpace(in.Reason))
+		if err != nil {
+			return err
+		}
+		web.WriteJSON(w, http.StatusOK, b)
 		return nil
 	})
 	reg.Handle("GET", "/bulk-actions/{id}/devices", mdmd.PermCommandsRead, func(w http.ResponseWriter, r *http.Request) error {

@@ -10,9 +10,12 @@ package bulk
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mdmd/mdmd"
@@ -21,7 +24,7 @@ import (
 
 // Store is what the service needs from storage.
 type Store interface {
-	CreateBulkAction(ctx context.Context, b *mdmd.BulkAction) error
+	CreateBulkAction(ctx context.Context, b *mdmd.BulkAction, expect int) error
 	GetBulkAction(ctx context.Context, id string) (*mdmd.BulkAction, error)
 	ListBulkActions(ctx context.Context, limit int) ([]mdmd.BulkAction, error)
 	SetBulkApproval(ctx context.Context, id, approvalID string) error
@@ -31,7 +34,7 @@ type Store interface {
 	BulkProgress(ctx context.Context, bulkID string) (*mdmd.BulkProgress, error)
 	ListBulkTargets(ctx context.Context, bulkID, state, after string, limit int) ([]mdmd.BulkTarget, string, error)
 	RunningBulkActions(ctx context.Context) ([]string, error)
-	ConsoleCountDevices(ctx context.Context, f mdmd.ConsoleDeviceFilter) (int64, error)
+	PruneBulkActions(ctx context.Context, before time.Time) (int64, error)
 	AppendAudit(ctx context.Context, e *mdmd.AuditEvent) error
 }
 
@@ -53,8 +56,13 @@ type JobQueue interface {
 }
 
 // RunJob is the job kind that sends running bulk actions; it is also run
-// periodically, to finish what a replica left when it died.
-const RunJob = "bulk.run"
+// periodically, to finish what a replica left when it died. PruneJob
+// deletes finished bulk actions after Retention.
+const (
+	RunJob    = "bulk.run"
+	PruneJob  = "bulk.prune"
+	Retention = 90 * 24 * time.Hour
+)
 
 // Service creates bulk actions, starts approved ones and sends them.
 type Service struct {
@@ -109,30 +117,36 @@ func (s *Service) Create(ctx context.Context, by *mdmd.Principal, req Request) (
 	if err := b.Validate(); err != nil {
 		return nil, err
 	}
+	expect := -1
 	if mdmd.BulkNeedsApproval(b.Action) {
 		b.State = mdmd.BulkAwaitingApproval
 		if s.approvals == nil {
 			return nil, mdmd.Errorf(mdmd.EConflict, "a bulk wipe needs a second admin's approval, and approvals are not configured")
 		}
-		n, err := s.st.ConsoleCountDevices(ctx, b.Filter.Console())
-		if err != nil {
-			return nil, err
+		n, err := strconv.Atoi(req.Confirm)
+		if err != nil || n < 1 {
+			return nil, mdmd.FieldError("confirm", "type the number of devices the filter selects to confirm the wipe")
 		}
-		if req.Confirm != fmt.Sprint(n) {
-			return nil, mdmd.FieldError("confirm", "type the number of devices the filter selects (%d) to confirm the wipe", n)
-		}
+		expect = n
 	}
-	if err := s.st.CreateBulkAction(ctx, b); err != nil {
+	if err := s.st.CreateBulkAction(ctx, b, expect); err != nil {
 		return nil, err
 	}
 	if b.State == mdmd.BulkAwaitingApproval {
-		a, err := s.approvals.Request(ctx, by, mdmd.ApprovalBulkWipe, "bulk_action", b.ID, b.Reason,
-			map[string]any{"action": b.Action, "devices": b.Total, "filter": b.Filter})
+		// The approver sees what the wipe will do, not just how many.
+		params := map[string]any{"action": b.Action, "devices": b.Total, "filter": b.Filter,
+			"push": b.Params.Push == nil || *b.Params.Push}
+		if b.Action == mdmd.BulkWipeFull {
+			params["preserve_frp"] = b.Params.PreserveFRP == nil || *b.Params.PreserveFRP
+		}
+		a, err := s.approvals.Request(ctx, by, mdmd.ApprovalBulkWipe, "bulk_action", b.ID, b.Reason, params)
 		if err != nil {
 			s.cancel(ctx, b.ID)
 			return nil, err
 		}
 		if err := s.st.SetBulkApproval(ctx, b.ID, a.ID); err != nil {
+			// Cancelled, an approval of the orphaned request fails.
+			s.cancel(ctx, b.ID)
 			return nil, err
 		}
 		b.ApprovalID = a.ID
@@ -210,9 +224,65 @@ func (s *Service) Get(ctx context.Context, id string) (*Status, error) {
 	return st, nil
 }
 
-// List returns the newest bulk actions.
+// List returns the newest bulk actions; those whose approval was rejected
+// or expired are shown cancelled.
 func (s *Service) List(ctx context.Context, limit int) ([]mdmd.BulkAction, error) {
-	return s.st.ListBulkActions(ctx, limit)
+	bs, err := s.st.ListBulkActions(ctx, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i, b := range bs {
+		if b.State == mdmd.BulkAwaitingApproval {
+			st, err := s.Get(ctx, b.ID)
+			if err != nil {
+				return nil, err
+			}
+			bs[i] = *st.BulkAction
+		}
+	}
+	return bs, nil
+}
+
+// Cancel stops a bulk action that is running or awaiting approval: no
+// device not yet sent gets the action (a batch being sent at that moment
+// still arrives). It needs the permission the action's kind needs.
+func (s *Service) Cancel(ctx context.Context, by *mdmd.Principal, id, reason string) (*mdmd.BulkAction, error) {
+	if strings.TrimSpace(reason) == "" || len(reason) > 500 {
+		return nil, mdmd.FieldError("reason", "required, at most 500 characters")
+	}
+	b, err := s.st.GetBulkAction(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if perm := mdmd.BulkActionPermission(b.Action); by == nil || !by.Role.Can(perm) {
+		return nil, mdmd.Errorf(mdmd.EForbidden, "cancelling a bulk %s needs the permission %s", b.Action, perm)
+	}
+	if b.State != mdmd.BulkRunning && b.State != mdmd.BulkAwaitingApproval {
+		return nil, mdmd.Errorf(mdmd.EConflict, "bulk action %s is %s: only a running or waiting one can be cancelled", id, b.State)
+	}
+	done, err := s.st.MoveBulkAction(ctx, id, b.State, mdmd.BulkCancelled)
+	if err != nil {
+		return nil, err
+	}
+	s.audit(ctx, by, "bulk.cancel", done, mdmd.OutcomeSuccess, reason, map[string]any{"action": b.Action, "was": b.State})
+	return done, nil
+}
+
+// For returns the status as a role may read it: without the approval's
+// people and reasons for a role that cannot see approvals.
+func (st *Status) For(role mdmd.Role) *Status {
+	if st.Approval == nil || role.Can(mdmd.PermCommandsWipe) {
+		return st
+	}
+	out := *st
+	out.Approval = &mdmd.Approval{ID: st.Approval.ID, Kind: st.Approval.Kind, State: st.Approval.State}
+	return &out
+}
+
+// Prune deletes the bulk actions that finished more than Retention ago.
+func (s *Service) Prune(ctx context.Context, _ *mdmd.Job) error {
+	_, err := s.st.PruneBulkActions(ctx, time.Now().Add(-Retention))
+	return err
 }
 
 // Targets returns a page of a bulk action's devices.
@@ -223,86 +293,97 @@ func (s *Service) Targets(ctx context.Context, id, state, after string, limit in
 	return s.st.ListBulkTargets(ctx, id, state, after, limit)
 }
 
-// Run sends every running bulk action: it claims batches of devices until
-// none is left or ctx is almost done, and marks an action done once all
-// its devices were sent. Replicas may run it at once: claims never
-// overlap. A batch whose replica died is sent again once its claim runs
-// out, so a device may, rarely, get an action twice (harmless for these
-// actions); it never gets it zero times.
+// Run sends every running bulk action: one batch of each in turn (so a
+// small urgent action is not stuck behind a fleet-wide one), until none
+// has devices left to claim or ctx is almost done, and marks an action
+// done once all its devices were sent. Replicas may run it at once:
+// claims never overlap. A batch whose replica died is sent again once its
+// claim runs out, so a device may, rarely, get an action twice (harmless
+// for these actions); it never gets it zero times. An action whose batch
+// fails is retried on the next run; the others go on.
 func (s *Service) Run(ctx context.Context) (int, error) {
 	ids, err := s.st.RunningBulkActions(ctx)
 	if err != nil {
 		return 0, err
 	}
-	sent := 0
+	actions := make([]*mdmd.BulkAction, 0, len(ids))
 	for _, id := range ids {
-		n, err := s.runOne(ctx, id)
-		sent += n
+		b, err := s.st.GetBulkAction(ctx, id)
 		if err != nil {
-			return sent, err
+			return 0, err
 		}
+		actions = append(actions, b)
 	}
-	return sent, nil
-}
-
-// RunJob is the job handler of RunJob.
-func (s *Service) RunJob(ctx context.Context, _ *mdmd.Job) error {
-	_, err := s.Run(ctx)
-	return err
-}
-
-func (s *Service) runOne(ctx context.Context, id string) (int, error) {
-	b, err := s.st.GetBulkAction(ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	by := b.CreatedByName + " (bulk action " + b.ID + ")"
 	sent := 0
-	for {
+	var errs []error
+	for len(actions) > 0 {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < s.Lease {
 			// Leave the rest to the next run rather than hold claims
 			// past this job's own lease.
-			return sent, nil
-		}
-		ids, err := s.st.ClaimBulkTargets(ctx, id, s.Batch, s.Lease)
-		if err != nil {
-			return sent, err
-		}
-		if len(ids) == 0 {
 			break
 		}
-		results, err := s.send.SendBulk(ctx, b, by, ids)
-		if err != nil {
-			// The claim runs out and the batch is sent again.
-			return sent, fmt.Errorf("bulk action %s: %w", id, err)
-		}
-		// A device whose send hit a transient failure stays claimed and
-		// is retried when its claim runs out.
-		final := results[:0]
-		for _, r := range results {
-			if r.State != mdmd.TargetPending {
-				final = append(final, r)
+		next := actions[:0]
+		for _, b := range actions {
+			n, more, err := s.batch(ctx, b)
+			sent += n
+			switch {
+			case err != nil:
+				s.log.Warn("sending a bulk action failed; the next run retries it", "bulk", b.ID, "err", err)
+				errs = append(errs, err)
+			case more:
+				next = append(next, b)
+			default:
+				s.finish(ctx, b.ID)
 			}
 		}
-		if err := s.st.FinishBulkTargets(ctx, id, final); err != nil {
-			return sent, err
-		}
-		sent += len(final)
+		actions = next
 	}
+	return sent, errors.Join(errs...)
+}
+
+// batch claims and sends one batch of an action. more reports whether it
+// claimed anything (there may be more).
+func (s *Service) batch(ctx context.Context, b *mdmd.BulkAction) (sent int, more bool, err error) {
+	ids, err := s.st.ClaimBulkTargets(ctx, b.ID, s.Batch, s.Lease)
+	if err != nil || len(ids) == 0 {
+		return 0, false, err
+	}
+	results, sendErr := s.send.SendBulk(ctx, b, b.CreatedByName+" (bulk action "+b.ID+")", ids)
+	// What was sent before a failure is recorded; the rest stays claimed
+	// and is sent again when its claim runs out, as is a device whose
+	// send hit a transient failure.
+	final := results[:0]
+	for _, r := range results {
+		if r.State != mdmd.TargetPending {
+			final = append(final, r)
+		}
+	}
+	if err := s.st.FinishBulkTargets(ctx, b.ID, final); err != nil {
+		return 0, false, err
+	}
+	if sendErr != nil {
+		return len(final), false, fmt.Errorf("bulk action %s: %w", b.ID, sendErr)
+	}
+	return len(final), true, nil
+}
+
+// finish marks an action done once no device is left to send (another
+// replica may still hold claims: then it finishes it).
+func (s *Service) finish(ctx context.Context, id string) {
 	done, err := s.st.MoveBulkAction(ctx, id, mdmd.BulkRunning, mdmd.BulkDone)
-	switch {
-	case mdmd.IsCode(err, mdmd.EConflict):
-		return sent, nil // devices still claimed elsewhere, or already done
-	case err != nil:
-		return sent, err
+	if err != nil {
+		if !mdmd.IsCode(err, mdmd.EConflict) {
+			s.log.Warn("finishing a bulk action failed", "bulk", id, "err", err)
+		}
+		return
 	}
 	p, err := s.st.BulkProgress(ctx, id)
 	if err != nil {
-		return sent, err
+		s.log.Warn("reading a finished bulk action's progress failed", "bulk", id, "err", err)
+		p = &mdmd.BulkProgress{}
 	}
 	s.audit(ctx, &mdmd.Principal{Type: mdmd.ActorSystem, ID: "bulk", Name: "mdmd"}, "bulk.done", done, mdmd.OutcomeSuccess, "",
 		map[string]any{"action": done.Action, "devices": p.Total, "sent": p.Sent, "failed": p.Failed, "skipped": p.Skipped})
-	return sent, nil
 }
 
 func (s *Service) audit(ctx context.Context, by *mdmd.Principal, action string, b *mdmd.BulkAction, outcome, reason string, details any) {
@@ -317,4 +398,10 @@ func (s *Service) audit(ctx context.Context, by *mdmd.Principal, action string, 
 	if err := s.st.AppendAudit(ctx, e); err != nil {
 		s.log.Error("audit append failed", "err", err, "action", action)
 	}
+}
+
+// RunJob is the job handler of RunJob.
+func (s *Service) RunJob(ctx context.Context, _ *mdmd.Job) error {
+	_, err := s.Run(ctx)
+	return err
 }

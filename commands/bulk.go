@@ -15,7 +15,8 @@ import (
 // that is gone, not enrolled, or cannot take the action (a full wipe of a
 // personally owned Android device) is failed with the reason, and a
 // posture query to an Android device is skipped: Android devices report
-// through Android Enterprise by themselves.
+// through Android Enterprise by themselves. On an error it returns, with
+// the error, what it had sent before it, so that is not sent again.
 func (s *Service) SendBulk(ctx context.Context, b *mdmd.BulkAction, by string, deviceIDs []string) ([]mdmd.BulkResult, error) {
 	devs, err := s.st.GetDevices(ctx, deviceIDs)
 	if err != nil {
@@ -50,10 +51,10 @@ func (s *Service) SendBulk(ctx context.Context, b *mdmd.BulkAction, by string, d
 	}
 	batch, err := appleBatch(ios, by, apple...)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	if err := s.st.EnqueueCommands(ctx, batch); err != nil {
-		return nil, err
+		return out, err
 	}
 	// A device's last command tells when it handled the whole action.
 	last := map[string]string{}
@@ -64,9 +65,9 @@ func (s *Service) SendBulk(ctx context.Context, b *mdmd.BulkAction, by string, d
 		out = append(out, mdmd.BulkResult{DeviceID: id, State: mdmd.TargetSent, CommandID: last[id]})
 	}
 	if b.Params.Push == nil || *b.Params.Push {
-		if err := s.Push(ctx, ios...); err != nil {
-			return nil, err
-		}
+		// Queued, the commands reach the devices at their next check-in
+		// even if the push could not be queued.
+		return out, s.Push(ctx, ios...)
 	}
 	return out, nil
 }

@@ -14,8 +14,10 @@ import (
 // or running) together with its devices: every enrolled device its filter
 // selects now, copied in one statement. It assigns the ID, creation time
 // and Total. A filter that selects no device, or more than
-// mdmd.MaxBulkDevices, is refused and nothing is stored.
-func (s *Store) CreateBulkAction(ctx context.Context, b *mdmd.BulkAction) error {
+// mdmd.MaxBulkDevices, is refused and nothing is stored; so is a count
+// other than expect, when expect is not negative (the number a requester
+// typed back to confirm a wipe, checked in the same transaction).
+func (s *Store) CreateBulkAction(ctx context.Context, b *mdmd.BulkAction, expect int) error {
 	if err := b.Validate(); err != nil {
 		return err
 	}
@@ -30,8 +32,10 @@ func (s *Store) CreateBulkAction(ctx context.Context, b *mdmd.BulkAction) error 
 		if err := tx.table(ctx, "bulk_actions").Create(b).Error; err != nil {
 			return dbErr(err, "bulk action")
 		}
+		// One row past the limit is enough to refuse.
 		devices := tx.consoleDeviceQuery(ctx, b.Filter.Console()).
-			Select("? AS bulk_id, devices.id AS device_id, ? AS state", b.ID, mdmd.TargetPending)
+			Select("? AS bulk_id, devices.id AS device_id, ? AS state", b.ID, mdmd.TargetPending).
+			Limit(mdmd.MaxBulkDevices + 1)
 		res := tx.db.WithContext(ctx).Exec("INSERT INTO bulk_action_targets (bulk_id, device_id, state) SELECT * FROM (?) AS s", devices)
 		if res.Error != nil {
 			return dbErr(res.Error, "bulk action devices")
@@ -40,7 +44,9 @@ func (s *Store) CreateBulkAction(ctx context.Context, b *mdmd.BulkAction) error 
 		case n == 0:
 			return mdmd.Errorf(mdmd.EInvalid, "the filter selects no enrolled device: nothing to do")
 		case n > mdmd.MaxBulkDevices:
-			return mdmd.Errorf(mdmd.EInvalid, "the filter selects %d devices; one bulk action takes at most %d", n, mdmd.MaxBulkDevices)
+			return mdmd.Errorf(mdmd.EInvalid, "the filter selects more than %d devices, the most one bulk action takes", mdmd.MaxBulkDevices)
+		case expect >= 0 && n != int64(expect):
+			return mdmd.FieldError("confirm", "type the number of devices the filter selects (%d) to confirm", n)
 		default:
 			b.Total = int(n)
 		}
@@ -97,11 +103,14 @@ func (s *Store) MoveBulkAction(ctx context.Context, id, from, to string) (*mdmd.
 		return nil, dbErr(res.Error, "bulk action")
 	}
 	b, err := s.GetBulkAction(ctx, id)
-	if err != nil {
+	switch {
+	case res.RowsAffected == 0 && err != nil:
 		return nil, err
-	}
-	if res.RowsAffected == 0 {
+	case res.RowsAffected == 0:
 		return b, mdmd.Errorf(mdmd.EConflict, "bulk action %s is %s, not %s", id, b.State, from)
+	case err != nil:
+		// Moved: only reading it back failed.
+		return &mdmd.BulkAction{ID: id, State: to}, nil
 	}
 	return b, nil
 }
@@ -117,11 +126,13 @@ func (s *Store) ClaimBulkTargets(ctx context.Context, bulkID string, n int, leas
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
 	var ids []string
+	// Only while the action runs: a cancelled one sends nothing more.
 	err := s.db.WithContext(ctx).Raw(`UPDATE bulk_action_targets SET claimed_until = ?
 WHERE bulk_id = ? AND device_id IN (SELECT device_id FROM bulk_action_targets
   WHERE bulk_id = ? AND state = ? AND (claimed_until IS NULL OR claimed_until < ?)
+    AND EXISTS (SELECT 1 FROM bulk_actions WHERE id = ? AND state = ?)
   ORDER BY device_id LIMIT ?`+lock+`)
-RETURNING device_id`, now.Add(lease), bulkID, bulkID, mdmd.TargetPending, now, n).Scan(&ids).Error
+RETURNING device_id`, now.Add(lease), bulkID, bulkID, mdmd.TargetPending, now, bulkID, mdmd.BulkRunning, n).Scan(&ids).Error
 	if err != nil {
 		return nil, dbErr(err, "bulk action devices")
 	}
@@ -202,6 +213,8 @@ WHERE t.bulk_id = ? GROUP BY t.state, c.status`, bulkID).Scan(&rows).Error
 				status = *r.Status
 			}
 			switch mdmd.CommandStatus(status) {
+			case "":
+				p.Untracked += r.N // its command was pruned, or its device deleted
 			case mdmd.CommandAcknowledged:
 				p.Acknowledged += r.N
 			case mdmd.CommandError, mdmd.CommandFormatError, mdmd.CommandCanceled:
@@ -263,4 +276,12 @@ func (s *Store) GetDevices(ctx context.Context, ids []string) ([]mdmd.Device, er
 	}
 	err := s.table(ctx, "devices").Where("id IN ?", ids).Find(&out).Error
 	return out, dbErr(err, "devices")
+}
+
+// PruneBulkActions deletes bulk actions that finished (done or cancelled)
+// before the time, with their devices, and returns how many it deleted.
+func (s *Store) PruneBulkActions(ctx context.Context, before time.Time) (int64, error) {
+	res := s.table(ctx, "bulk_actions").Where("state IN ? AND finished_at < ?",
+		[]string{mdmd.BulkDone, mdmd.BulkCancelled}, utc(before)).Delete(&mdmd.BulkAction{})
+	return res.RowsAffected, dbErr(res.Error, "bulk actions")
 }

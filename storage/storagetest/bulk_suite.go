@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +57,7 @@ func testBulkCreate(t *testing.T, s *storage.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := &mdmd.BulkAction{Action: mdmd.BulkQuery, Filter: tc.filter, State: mdmd.BulkRunning, CreatedBy: "tok-1", CreatedByName: "alice"}
-			must(t, s.CreateBulkAction(ctx, b))
+			must(t, s.CreateBulkAction(ctx, b, -1))
 			if b.Total != tc.want || b.ID == "" || b.StartedAt == nil {
 				t.Fatalf("created %+v, want %d devices", b, tc.want)
 			}
@@ -84,7 +85,7 @@ func testBulkCreate(t *testing.T, s *storage.Store) {
 		{Action: mdmd.BulkQuery, Params: mdmd.BulkParams{Message: "hi"}, State: mdmd.BulkRunning, CreatedBy: "x"},
 		{Action: mdmd.BulkQuery, State: mdmd.BulkDone, CreatedBy: "x"},
 	} {
-		if err := s.CreateBulkAction(ctx, bad); mdmd.ErrorCode(err) != mdmd.EInvalid {
+		if err := s.CreateBulkAction(ctx, bad, -1); mdmd.ErrorCode(err) != mdmd.EInvalid {
 			t.Errorf("%+v: %v, want invalid", bad, err)
 		}
 	}
@@ -99,7 +100,7 @@ func testBulkCreate(t *testing.T, s *storage.Store) {
 
 	// An approval-gated action moves once.
 	w := &mdmd.BulkAction{Action: mdmd.BulkWipeSelective, Reason: "stolen shipment", State: mdmd.BulkAwaitingApproval, CreatedBy: "x"}
-	must(t, s.CreateBulkAction(ctx, w))
+	must(t, s.CreateBulkAction(ctx, w, -1))
 	if w.StartedAt != nil {
 		t.Error("an action awaiting approval has a start time")
 	}
@@ -123,6 +124,53 @@ func testBulkCreate(t *testing.T, s *storage.Store) {
 	if len(running) != 5 {
 		t.Errorf("%d running bulk actions, want 5", len(running))
 	}
+
+	// The count typed back is checked in the same transaction.
+	n := len(mustList(t, s))
+	err = s.CreateBulkAction(ctx, &mdmd.BulkAction{Action: mdmd.BulkWipeFull, Reason: "r", Filter: mdmd.BulkFilter{GroupID: g.ID},
+		State: mdmd.BulkAwaitingApproval, CreatedBy: "x"}, 4)
+	if e, ok := err.(*mdmd.Error); !ok || e.Field != "confirm" || !strings.Contains(e.Message, "(3)") {
+		t.Fatalf("a wrong count: %v", err)
+	}
+	must(t, s.CreateBulkAction(ctx, &mdmd.BulkAction{Action: mdmd.BulkWipeFull, Reason: "r", Filter: mdmd.BulkFilter{GroupID: g.ID},
+		State: mdmd.BulkAwaitingApproval, CreatedBy: "x"}, 3))
+	if got := len(mustList(t, s)); got != n+1 {
+		t.Fatalf("%d bulk actions after a refused and an accepted count, want %d", got, n+1)
+	}
+
+	// A cancelled action sends nothing more; finished ones are pruned
+	// with their devices.
+	if _, err := s.MoveBulkAction(ctx, w.ID, mdmd.BulkRunning, mdmd.BulkCancelled); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.ClaimBulkTargets(ctx, w.ID, 10, time.Minute); err != nil || len(ids) != 0 {
+		t.Fatalf("claimed %v of a cancelled action (%v)", ids, err)
+	}
+	if pruned, err := s.PruneBulkActions(ctx, time.Now().Add(-time.Hour)); err != nil || pruned != 0 {
+		t.Fatalf("pruned %d recent actions (%v)", pruned, err)
+	}
+	pruned, err := s.PruneBulkActions(ctx, time.Now().Add(time.Hour))
+	must(t, err)
+	if pruned != 1 {
+		t.Fatalf("pruned %d, want the cancelled one", pruned)
+	}
+	_, err = s.GetBulkAction(ctx, w.ID)
+	wantCode(t, err, mdmd.ENotFound)
+	if _, _, err := s.ListBulkTargets(ctx, w.ID, "", "", 10); err != nil {
+		t.Fatal(err)
+	}
+	var left int64
+	must(t, s.DB().QueryRow("SELECT count(*) FROM bulk_action_targets WHERE bulk_id = '"+w.ID+"'").Scan(&left))
+	if left != 0 {
+		t.Fatalf("%d devices of a pruned action left", left)
+	}
+}
+
+func mustList(t *testing.T, s *storage.Store) []mdmd.BulkAction {
+	t.Helper()
+	bs, err := s.ListBulkActions(ctx, 1000)
+	must(t, err)
+	return bs
 }
 
 func testBulkClaimAndProgress(t *testing.T, s *storage.Store) {
@@ -133,7 +181,7 @@ func testBulkClaimAndProgress(t *testing.T, s *storage.Store) {
 		devs = append(devs, d)
 	}
 	b := &mdmd.BulkAction{Action: mdmd.BulkLock, Params: mdmd.BulkParams{Message: "call IT"}, State: mdmd.BulkRunning, CreatedBy: "x"}
-	must(t, s.CreateBulkAction(ctx, b))
+	must(t, s.CreateBulkAction(ctx, b, -1))
 
 	first, err := s.ClaimBulkTargets(ctx, b.ID, 3, time.Minute)
 	must(t, err)
@@ -180,6 +228,15 @@ func testBulkClaimAndProgress(t *testing.T, s *storage.Store) {
 	if *p != want {
 		t.Fatalf("progress %+v, want %+v", *p, want)
 	}
+	// A sent device whose command is no longer kept is untracked.
+	if _, err := s.DB().Exec("DELETE FROM commands WHERE id = '" + cmds[first[2]].ID + "'"); err != nil {
+		t.Fatal(err)
+	}
+	p, err = s.BulkProgress(ctx, b.ID)
+	must(t, err)
+	if p.InFlight != 0 || p.Untracked != 1 || p.Sent != 3 {
+		t.Fatalf("progress after a pruned command %+v", *p)
+	}
 	if p.Percent() != 80 {
 		t.Errorf("percent %d, want 80", p.Percent())
 	}
@@ -214,7 +271,7 @@ func testBulkConcurrentClaims(t *testing.T, s *storage.Store) {
 		must(t, s.CreateDevice(ctx, iosDevice(fmt.Sprintf("cc-%02d", i))))
 	}
 	b := &mdmd.BulkAction{Action: mdmd.BulkQuery, State: mdmd.BulkRunning, CreatedBy: "x"}
-	must(t, s.CreateBulkAction(ctx, b))
+	must(t, s.CreateBulkAction(ctx, b, -1))
 	var mu sync.Mutex
 	seen := map[string]int{}
 	var wg sync.WaitGroup

@@ -18,6 +18,7 @@ type BulkActions interface {
 	Get(ctx context.Context, id string) (*bulk.Status, error)
 	List(ctx context.Context, limit int) ([]mdmd.BulkAction, error)
 	Targets(ctx context.Context, id, state, after string, limit int) ([]mdmd.BulkTarget, string, error)
+	Cancel(ctx context.Context, by *mdmd.Principal, id, reason string) (*mdmd.BulkAction, error)
 }
 
 // registerBulk adds bulk actions on the device list's filter: a page that
@@ -33,6 +34,8 @@ func (c *Console) registerBulk(r chi.Router) {
 	c.handle(r, "POST", "/bulk/lock", mdmd.PermCommandsLock, c.bulkCreate(mdmd.BulkLock))
 	c.handle(r, "POST", "/bulk/wipe", mdmd.PermCommandsWipe, c.bulkCreate("wipe"))
 	c.handle(r, "GET", "/bulk/{id}", mdmd.PermCommandsRead, c.bulkShow)
+	// The service also checks the permission of the action's kind.
+	c.handle(r, "POST", "/bulk/{id}/cancel", mdmd.PermCommandsQuery, c.bulkCancel)
 }
 
 // bulkFilterFrom reads the device list's filter fields.
@@ -147,35 +150,61 @@ type bulkShowContent struct {
 	TargetState string // the target state listed ("" for all)
 	Paged       bool
 	Live        bool
+	CanCancel   bool
 }
 
 // Handled is how many devices were sent, failed or skipped.
 func (b *bulkShowContent) Handled() int { return b.Progress.Total - b.Progress.Pending }
 
 func (c *Console) bulkShow(w http.ResponseWriter, r *http.Request) error {
+	return c.bulkPage(w, r, http.StatusOK, &pageData{})
+}
+
+func (c *Console) bulkCancel(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
-	st, err := c.o.Bulk.Get(r.Context(), id)
+	if _, err := c.o.Bulk.Cancel(r.Context(), stateFrom(r.Context()).principal, id, strings.TrimSpace(r.PostFormValue("reason"))); err != nil {
+		if s := statusOf(err); s == http.StatusBadRequest || s == http.StatusConflict {
+			return c.bulkPage(w, r, s, &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err)})
+		}
+		return err
+	}
+	http.Redirect(w, r, "/bulk/"+id+"?done=cancel", http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) bulkPage(w http.ResponseWriter, r *http.Request, status int, data *pageData) error {
+	id := chi.URLParam(r, "id")
+	p := stateFrom(r.Context()).principal
+	full, err := c.o.Bulk.Get(r.Context(), id)
 	if err != nil {
 		return err
 	}
+	st := full.For(p.Role)
 	q := r.URL.Query()
 	content := &bulkShowContent{Status: st, Desc: st.Filter.Describe(c.groupName(r.Context(), st.Filter.GroupID)),
 		TargetState: q.Get("state"), Paged: q.Get("cursor") != ""}
 	if content.Targets, content.Next, err = c.o.Bulk.Targets(r.Context(), id, content.TargetState, q.Get("cursor"), 50); err != nil {
 		return err
 	}
-	content.Live = st.State == mdmd.BulkRunning || st.State == mdmd.BulkAwaitingApproval
-	data := &pageData{Title: "Bulk action", Nav: "devices", Content: content}
+	// Only a running action changes by itself; one waiting for approval
+	// does not, so its page is not reloaded.
+	content.Live = st.State == mdmd.BulkRunning
+	content.CanCancel = (st.State == mdmd.BulkRunning || st.State == mdmd.BulkAwaitingApproval) &&
+		p.Role.Can(mdmd.BulkActionPermission(st.Action))
+	data.Title, data.Nav, data.Content = "Bulk action", "devices", content
 	if content.Live {
-		data.Refresh = 3
+		data.Refresh = 10
 	}
-	if q.Get("done") == "create" {
+	switch q.Get("done") {
+	case "create":
 		data.Flash = "Bulk action created: it is being sent to the devices."
 		if st.State == mdmd.BulkAwaitingApproval {
 			data.Flash = "Bulk wipe requested: nothing is sent until a second administrator approves it."
 		}
+	case "cancel":
+		data.Flash = "Bulk action cancelled: devices not yet sent get nothing."
 	}
-	c.render(w, r, http.StatusOK, "bulk", data)
+	c.render(w, r, status, "bulk", data)
 	return nil
 }
 

@@ -386,8 +386,11 @@ type pageData struct {
 	// FullWipe reports whether full wipes (with approval) are available.
 	FullWipe bool
 	// Refresh, when positive, reloads the page after that many seconds
-	// (a bulk action's progress; the console runs no script).
-	Refresh int
+	// (a bulk action's progress; the console runs no script), marked as
+	// an automatic request (AutoRefresh) that does not keep the session
+	// alive.
+	Refresh      int
+	RefreshQuery string
 }
 
 // funcs are the template functions for a request by p (nil while parsing).
@@ -417,6 +420,7 @@ func (c *Console) funcs(p *mdmd.Principal) template.FuncMap {
 			}
 			return *s
 		},
+		"deref2": func(b *bool) bool { return b != nil && *b },
 		"yesno": func(b *bool) string {
 			if b == nil {
 				return "unknown"
@@ -484,6 +488,12 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		}
 	}
 	d.FullWipe = c.o.Approvals != nil
+	if d.Refresh > 0 {
+		q := r.URL.Query()
+		q.Del("done")
+		q.Set(AutoRefresh, "1")
+		d.RefreshQuery = q.Encode()
+	}
 	base, ok := c.pages[name]
 	if !ok {
 		c.log.Error("console: no such template", "name", name)

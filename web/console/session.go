@@ -132,8 +132,13 @@ func (c *Console) authenticate(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/login?"+q.Encode(), http.StatusSeeOther)
 			return
 		}
-		if err := c.o.Store.TouchConsoleSession(r.Context(), sess.IDHash, c.o.Now()); err != nil {
-			c.log.Warn("recording session use failed", "err", err)
+		// A page's own automatic refresh (a bulk action's progress) is
+		// not a person using the console: it does not keep the session
+		// from going idle.
+		if r.URL.Query().Get(AutoRefresh) == "" {
+			if err := c.o.Store.TouchConsoleSession(r.Context(), sess.IDHash, c.o.Now()); err != nil {
+				c.log.Warn("recording session use failed", "err", err)
+			}
 		}
 		p := &mdmd.Principal{Type: mdmd.ActorAdmin, ID: u.ID, Name: u.Username, Role: u.Role, Person: u.ID}
 		ctx := web.WithPrincipal(r.Context(), p)
@@ -141,6 +146,9 @@ func (c *Console) authenticate(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// AutoRefresh marks the request of a page's automatic refresh.
+const AutoRefresh = "auto"
 
 // safeNext keeps a post-sign-in redirect on this site.
 func safeNext(next string) string {
