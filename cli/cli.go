@@ -1,6 +1,7 @@
 // Package cli is mdmctl, the command-line client for the daily jobs of an
 // mdmd administrator: listing and showing devices, enrollment links,
-// lock and wipe, approvals, API tokens and the audit export. It speaks
+// lock and wipe (of one device or, in bulk, of a filtered set), approvals,
+// API tokens and the audit export. It speaks
 // only the admin JSON API, so it can do exactly what its token's role
 // allows and nothing more.
 package cli
@@ -44,6 +45,14 @@ Commands:
   tokens revoke ID
   audit export [--since RFC3339] [--until RFC3339]
                                       JSON Lines on standard output
+  bulk query|lock|wipe [FILTER] [--message TEXT] [--mode selective|full --reason TEXT --confirm N]
+                                      act on every enrolled device FILTER selects:
+                                      --q TEXT --platform P --ownership O --owner EMAIL
+                                      --group ID --compliance STATE; a wipe needs the
+                                      number of devices in --confirm and a second admin
+  bulk list
+  bulk show ID                        a bulk action with its progress
+  bulk cancel ID --reason TEXT
 `
 
 // Run runs mdmctl with args (without the program name).
@@ -66,7 +75,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	c := &client{base: strings.TrimSuffix(*server, "/"), token: *token, out: stdout, http: &http.Client{Timeout: 60 * time.Second}}
 	cmd, rest := rest[0], rest[1:]
-	if sub := map[string]bool{"devices": true, "approvals": true, "tokens": true, "audit": true}; sub[cmd] {
+	if sub := map[string]bool{"devices": true, "approvals": true, "tokens": true, "audit": true, "bulk": true}; sub[cmd] {
 		if len(rest) == 0 {
 			return fmt.Errorf("%s: which subcommand?", cmd)
 		}
@@ -379,6 +388,94 @@ var commands = map[string]command{
 		_, err = io.Copy(c.out, resp.Body)
 		return err
 	},
+}
+
+func init() {
+	for _, kind := range []string{"query", "lock", "wipe"} {
+		commands["bulk "+kind] = func(ctx context.Context, c *client, args []string, stderr io.Writer) error {
+			return c.bulk(ctx, args, stderr, kind)
+		}
+	}
+	commands["bulk list"] = func(ctx context.Context, c *client, args []string, stderr io.Writer) error {
+		if _, err := parse(flags("bulk list", stderr), args, false); err != nil {
+			return err
+		}
+		var page struct {
+			Items []struct {
+				ID, Action, State string
+				Total             int
+				CreatedAt         time.Time `json:"created_at"`
+			}
+		}
+		if err := c.do(ctx, "GET", "/api/v1/bulk-actions", nil, &page); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tACTION\tDEVICES\tSTATE\tCREATED")
+		for _, b := range page.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", b.ID, b.Action, b.Total, b.State, b.CreatedAt.Local().Format(time.DateTime))
+		}
+		return tw.Flush()
+	}
+	commands["bulk show"] = func(ctx context.Context, c *client, args []string, stderr io.Writer) error {
+		id, err := parse(flags("bulk show", stderr), args, true)
+		if err != nil {
+			return err
+		}
+		var out any
+		if err := c.do(ctx, "GET", "/api/v1/bulk-actions/"+url.PathEscape(id), nil, &out); err != nil {
+			return err
+		}
+		return c.printJSON(out)
+	}
+	commands["bulk cancel"] = func(ctx context.Context, c *client, args []string, stderr io.Writer) error {
+		fs := flags("bulk cancel", stderr)
+		reason := fs.String("reason", "", "")
+		id, err := parse(fs, args, true)
+		if err != nil {
+			return err
+		}
+		var out any
+		if err := c.do(ctx, "POST", "/api/v1/bulk-actions/"+url.PathEscape(id)+"/cancel", map[string]any{"reason": *reason}, &out); err != nil {
+			return err
+		}
+		return c.printJSON(out)
+	}
+}
+
+// bulk starts a bulk action on the devices a filter selects and prints it
+// (a wipe waits for a second admin's approval).
+func (c *client) bulk(ctx context.Context, args []string, stderr io.Writer, kind string) error {
+	fs := flags("bulk "+kind, stderr)
+	filter := map[string]*string{}
+	for _, k := range []string{"q", "platform", "ownership", "owner", "compliance"} {
+		filter[k] = fs.String(k, "", "")
+	}
+	group := fs.String("group", "", "a group's ID")
+	msg, mode, reason, confirm := fs.String("message", "", ""), fs.String("mode", "", ""), fs.String("reason", "", ""), fs.String("confirm", "", "")
+	if _, err := parse(fs, args, false); err != nil {
+		return err
+	}
+	f := map[string]string{}
+	for k, v := range filter {
+		if *v != "" {
+			f[k] = *v
+		}
+	}
+	if *group != "" {
+		f["group_id"] = *group
+	}
+	body := map[string]any{"filter": f}
+	for k, v := range map[string]string{"message": *msg, "mode": *mode, "reason": *reason, "confirm": *confirm} {
+		if v != "" {
+			body[k] = v
+		}
+	}
+	var out any
+	if err := c.do(ctx, "POST", "/api/v1/bulk-actions/"+kind, body, &out); err != nil {
+		return err
+	}
+	return c.printJSON(out)
 }
 
 // action posts a device action and prints what it queued (or the

@@ -118,7 +118,33 @@ func TestCLI(t *testing.T) {
 		t.Errorf("a revoked token: %v", err)
 	}
 
-	for _, bad := range [][]string{{}, {"frobnicate"}, {"devices"}, {"devices", "show"}, {"lock"}} {
+	// Bulk: a lock of the filtered devices, its progress, the list; a
+	// wipe needs the count typed back and waits for a second admin; a
+	// waiting wipe is cancelled.
+	out := must(admin, "bulk", "lock", "--q", "ana", "--platform", "ios", "--message", "call IT")
+	if !strings.Contains(out, `"total": 1`) || !strings.Contains(out, `"state": "running"`) {
+		t.Fatalf("bulk lock printed %s", out)
+	}
+	id := strings.SplitN(strings.SplitN(out, `"id": "`, 2)[1], `"`, 2)[0]
+	if out := must(admin, "bulk", "show", id); !strings.Contains(out, `"progress"`) || !strings.Contains(out, `"message": "call IT"`) {
+		t.Errorf("bulk show printed %s", out)
+	}
+	if out := must(admin, "bulk", "list"); !strings.Contains(out, id) || !strings.Contains(out, "lock") {
+		t.Errorf("bulk list printed %s", out)
+	}
+	if _, err := run(admin, "bulk", "wipe", "--q", "ana", "--mode", "full", "--reason", "stolen", "--confirm", "7"); !errors.As(err, &ae) || ae.Status != 400 {
+		t.Errorf("a bulk wipe with the wrong count: %v", err)
+	}
+	out = must(admin, "bulk", "wipe", "--q", "ana", "--mode", "full", "--reason", "stolen", "--confirm", "1")
+	if !strings.Contains(out, `"state": "awaiting_approval"`) || !strings.Contains(out, `"approval_id"`) {
+		t.Fatalf("bulk wipe printed %s", out)
+	}
+	wipeID := strings.SplitN(strings.SplitN(out, `"id": "`, 2)[1], `"`, 2)[0]
+	if out := must(admin, "bulk", "cancel", wipeID, "--reason", "found it"); !strings.Contains(out, `"state": "cancelled"`) {
+		t.Errorf("bulk cancel printed %s", out)
+	}
+
+	for _, bad := range [][]string{{}, {"frobnicate"}, {"devices"}, {"devices", "show"}, {"lock"}, {"bulk"}, {"bulk", "show"}, {"bulk", "cancel"}} {
 		if _, err := run(admin, bad...); err == nil {
 			t.Errorf("mdmctl %v succeeded", bad)
 		}
