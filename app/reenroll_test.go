@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/micromdm/plist"
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/apple"
@@ -205,5 +208,34 @@ func TestCanceledProfileInstallIsRetried(t *testing.T) {
 	dps, _ := env.srv.Store().DeviceProfiles(ctx, dev.ID)
 	if len(dps) != 1 || dps[0].State != mdmd.ProfileInstalled || dps[0].Version != 1 {
 		t.Fatalf("device profiles = %+v", dps)
+	}
+}
+
+// A device that answers NotNow to a command an admin cancelled while the
+// device held it is not refused: nothing is deferred and it moves on (a
+// 4xx would make a real device retry or give up its connection).
+func TestNotNowForCancelledCommand(t *testing.T) {
+	env := newAppleEnv(t, backends(t)[0].URL)
+	ctx := context.Background()
+	url, _ := env.link(t, map[string]any{"one_time": true})
+	sim, dev := env.enroll(t, url, "00008110-0000000000C50002", applesim.DefaultPosture)
+	// The device fetches a command, the admin cancels it, the device
+	// answers NotNow.
+	query := env.mustDo(202, "POST", "/api/v1/devices/"+dev.ID+"/actions/query", env.Token, map[string]any{"push": false, "queries": []string{"device_information"}})
+	var out struct{ Commands []mdmd.Command }
+	query.json(t, &out)
+	idle, _ := plist.Marshal(map[string]any{"UDID": sim.UDID, "Status": "Idle"})
+	status, raw, err := sim.Do(ctx, sim.ServerURL(), "application/x-apple-aspen-mdm", idle)
+	if err != nil || status != 200 || !strings.Contains(string(raw), out.Commands[0].ID) {
+		t.Fatalf("Idle: %d %v %s", status, err, raw)
+	}
+	env.mustDo(200, "POST", "/api/v1/commands/"+out.Commands[0].ID+"/cancel", env.Token, nil)
+	notNow, _ := plist.Marshal(map[string]any{"UDID": sim.UDID, "Status": "NotNow", "CommandUUID": out.Commands[0].ID})
+	status, raw, err = sim.Do(ctx, sim.ServerURL(), "application/x-apple-aspen-mdm", notNow)
+	if err != nil || status != 200 {
+		t.Fatalf("NotNow for a cancelled command: %d %v %s", status, err, raw)
+	}
+	if c, err := env.srv.Store().GetCommand(ctx, out.Commands[0].ID); err != nil || c.Status != mdmd.CommandCanceled {
+		t.Fatalf("the cancelled command became %+v (%v)", c, err)
 	}
 }

@@ -120,7 +120,7 @@ func appleBatch(deviceIDs []string, by string, cmds ...AppleCommand) ([]*mdmd.Co
 	batch := make([]*mdmd.Command, 0, len(deviceIDs)*len(cmds))
 	for _, d := range deviceIDs {
 		for _, c := range cmds {
-			id := strings.ToUpper(uuid.NewString())
+			id := NewCommandID()
 			payload, err := EncodeApple(id, c)
 			if err != nil {
 				return nil, err
@@ -131,3 +131,8 @@ func appleBatch(deviceIDs []string, by string, cmds ...AppleCommand) ([]*mdmd.Co
 	}
 	return batch, nil
 }
+
+// NewCommandID returns a command UUID that sorts after every one made
+// before it (UUIDv7, monotonic within the process): commands queued
+// together with the same time are delivered in the order they were made.
+func NewCommandID() string { return strings.ToUpper(uuid.Must(uuid.NewV7()).String()) }

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/approvals"
@@ -248,7 +247,7 @@ func (s *Service) EnqueueApple(ctx context.Context, deviceID, by string, push bo
 			cp.UnlockToken = tok
 			c = cp
 		}
-		id := strings.ToUpper(uuid.NewString())
+		id := NewCommandID()
 		payload, err := EncodeApple(id, c)
 		if err != nil {
 			return nil, err

@@ -443,7 +443,14 @@ func (s *Service) connect(w http.ResponseWriter, r *http.Request, cert *x509.Cer
 	case "Idle":
 		next, err = s.st.NextCommand(ctx, enr.DeviceID, nil)
 	case "NotNow":
-		if _, err = s.st.RecordCommandResult(ctx, enr.DeviceID, rep.CommandUUID, mdmd.CommandResult{Status: status, Raw: body}); err != nil {
+		_, err = s.st.RecordCommandResult(ctx, enr.DeviceID, rep.CommandUUID, mdmd.CommandResult{Status: status, Raw: body})
+		switch {
+		case mdmd.IsCode(err, mdmd.EConflict):
+			// The command was finished meanwhile (an admin cancelled it
+			// while the device held it): nothing to defer, the device
+			// moves on.
+			s.log.Info("NotNow for a finished command ignored", "device", enr.DeviceID, "command", rep.CommandUUID)
+		case err != nil:
 			return err
 		}
 		next, err = s.st.NextCommandAfterNotNow(ctx, enr.DeviceID)
