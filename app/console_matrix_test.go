@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/html"
+
 	"github.com/mdmd/mdmd"
 	"github.com/mdmd/mdmd/web/console"
 )
@@ -238,5 +240,116 @@ func TestConsoleDeviceListLinks(t *testing.T) {
 	}
 	if _, page := admin("GET", bulkLink[1], nil); !strings.Contains(page, "Act on 55 devices") {
 		t.Fatal("the bulk page does not count the filtered devices")
+	}
+}
+
+// Every form control on every console page an admin opens has an
+// accessible name: a <label for> naming its id, a <label> around it, or
+// an aria-label. (Screen readers read nothing else.)
+func TestConsoleFormLabels(t *testing.T) {
+	f := newFixture(t, backends(t)[0].URL)
+	var policy, profile, hook, bulkAction struct{ ID string }
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "labels", "rules": map[string]any{}}).json(t, &policy)
+	f.mustDo(201, "POST", "/api/v1/profiles", f.Token, map[string]any{"name": "labels", "kind": "passcode", "settings": map[string]any{}}).json(t, &profile)
+	f.mustDo(201, "POST", "/api/v1/webhooks", f.Token, map[string]any{"name": "labels", "url": "https://hooks.example.com/mdmd", "enabled": false}).json(t, &hook)
+	f.mustDo(202, "POST", "/api/v1/bulk-actions/query", f.Token, map[string]any{"push": false}).json(t, &bulkAction)
+	ids := map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID, "/policies/{id}": policy.ID,
+		"/profiles/{id}": profile.ID, "/settings/webhooks/{id}": hook.ID, "/bulk/{id}": bulkAction.ID}
+	admin := consoleSession(t, f.testServer, mdmd.RoleAdmin)
+	checked := 0
+	for _, rt := range f.srv.ConsoleRoutes() {
+		if rt.Method != "GET" || strings.Contains(rt.Pattern, "mobileconfig") {
+			continue
+		}
+		path := rt.Pattern
+		if id, ok := ids[rt.Pattern]; ok {
+			path = strings.ReplaceAll(path, "{id}", id)
+		} else if strings.Contains(path, "{") {
+			continue
+		}
+		code, body := admin("GET", path, nil)
+		if code != 200 {
+			t.Errorf("GET %s: %d", path, code)
+			continue
+		}
+		doc, err := html.Parse(strings.NewReader(body))
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, missing := range unlabelled(doc) {
+			t.Errorf("%s: a form control has no label: %s", path, missing)
+		}
+		checked++
+	}
+	if checked < 20 {
+		t.Fatalf("only %d pages checked", checked)
+	}
+}
+
+// unlabelled lists the form controls of a page without an accessible name.
+func unlabelled(doc *html.Node) []string {
+	attr := func(n *html.Node, k string) string {
+		for _, a := range n.Attr {
+			if a.Key == k {
+				return a.Val
+			}
+		}
+		return ""
+	}
+	labelled := map[string]bool{}
+	var controls []*html.Node
+	wrapped := map[*html.Node]bool{}
+	var walk func(n *html.Node, inLabel bool)
+	walk = func(n *html.Node, inLabel bool) {
+		if n.Type == html.ElementNode {
+			switch n.Data {
+			case "label":
+				if f := attr(n, "for"); f != "" {
+					labelled[f] = true
+				}
+				inLabel = true
+			case "input", "select", "textarea":
+				switch attr(n, "type") {
+				case "hidden", "submit", "button":
+				default:
+					controls = append(controls, n)
+					wrapped[n] = inLabel
+				}
+			}
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inLabel)
+		}
+	}
+	walk(doc, false)
+	var out []string
+	for _, n := range controls {
+		if wrapped[n] || attr(n, "aria-label") != "" || attr(n, "aria-labelledby") != "" || (attr(n, "id") != "" && labelled[attr(n, "id")]) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("<%s name=%q id=%q>", n.Data, attr(n, "name"), attr(n, "id")))
+	}
+	return out
+}
+
+func TestUnlabelled(t *testing.T) {
+	for _, tc := range []struct {
+		page string
+		want int
+	}{
+		{`<label for="a">A</label><input id="a" name="a">`, 0},
+		{`<label><input type="radio" name="m"> M</label>`, 0},
+		{`<input name="q" aria-label="Search">`, 0},
+		{`<input type="hidden" name="csrf"><button>Go</button>`, 0},
+		{`<input id="b" name="b">`, 1},
+		{`<label for="x">X</label><select id="y" name="y"></select><textarea name="z"></textarea>`, 2},
+	} {
+		doc, err := html.Parse(strings.NewReader(tc.page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := unlabelled(doc); len(got) != tc.want {
+			t.Errorf("%s: unlabelled %v, want %d", tc.page, got, tc.want)
+		}
 	}
 }
