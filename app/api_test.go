@@ -217,6 +217,132 @@ func TestAPIBadInputChangesNothing(t *testing.T) {
 // modules included, with a token of every role: a role without the
 // route's permission gets 403 (and an audit entry), a role with it never
 // does. A route the table does not know fails the test.
+// apiPermissions is what each admin API route must require ("" for any
+// authenticated caller), written down apart from the routes' own
+// declarations, so a route registered with the wrong permission fails the
+// matrix instead of being checked against itself.
+var apiPermissions = map[string]mdmd.Permission{
+	"GET /api/v1/me":                                             "",
+	"GET /api/v1/devices":                                        mdmd.PermDevicesRead,
+	"GET /api/v1/devices/{id}":                                   mdmd.PermDevicesRead,
+	"PATCH /api/v1/devices/{id}":                                 mdmd.PermDevicesWrite,
+	"DELETE /api/v1/devices/{id}":                                mdmd.PermDevicesDelete,
+	"GET /api/v1/devices/{id}/commands":                          mdmd.PermCommandsRead,
+	"GET /api/v1/commands/{id}":                                  mdmd.PermCommandsRead,
+	"POST /api/v1/commands/{id}/cancel":                          mdmd.PermDevicesWrite,
+	"GET /api/v1/groups":                                         mdmd.PermDevicesRead,
+	"POST /api/v1/groups":                                        mdmd.PermGroupsWrite,
+	"GET /api/v1/groups/{id}":                                    mdmd.PermDevicesRead,
+	"PATCH /api/v1/groups/{id}":                                  mdmd.PermGroupsWrite,
+	"DELETE /api/v1/groups/{id}":                                 mdmd.PermGroupsWrite,
+	"POST /api/v1/groups/{id}/members":                           mdmd.PermGroupsWrite,
+	"DELETE /api/v1/groups/{id}/members":                         mdmd.PermGroupsWrite,
+	"GET /api/v1/tokens":                                         mdmd.PermTokensManage,
+	"POST /api/v1/tokens":                                        mdmd.PermTokensManage,
+	"DELETE /api/v1/tokens/{id}":                                 mdmd.PermTokensManage,
+	"GET /api/v1/audit":                                          mdmd.PermAuditRead,
+	"POST /api/v1/enrollment-links":                              mdmd.PermEnrollManage,
+	"GET /api/v1/enrollment-links":                               mdmd.PermEnrollManage,
+	"DELETE /api/v1/enrollment-links/{id}":                       mdmd.PermEnrollManage,
+	"GET /api/v1/enrollment-links/{id}/profile":                  mdmd.PermEnrollManage,
+	"GET /api/v1/apple/push-certificate":                         mdmd.PermSettingsManage,
+	"PUT /api/v1/apple/push-certificate":                         mdmd.PermSettingsManage,
+	"POST /api/v1/devices/{id}/actions/query":                    mdmd.PermCommandsQuery,
+	"POST /api/v1/groups/{id}/actions/query":                     mdmd.PermCommandsQuery,
+	"POST /api/v1/groups/{id}/actions/lock":                      mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/lock":                     mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/clear-passcode":           mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/retire":                   mdmd.PermDevicesDelete,
+	"POST /api/v1/devices/{id}/actions/wipe":                     mdmd.PermCommandsWipe,
+	"POST /api/v1/groups/{id}/actions/wipe":                      mdmd.PermCommandsWipe,
+	"GET /api/v1/approvals":                                      mdmd.PermCommandsWipe,
+	"GET /api/v1/approvals/{id}":                                 mdmd.PermCommandsWipe,
+	"POST /api/v1/approvals/{id}/approve":                        mdmd.PermCommandsWipe,
+	"POST /api/v1/approvals/{id}/reject":                         mdmd.PermCommandsWipe,
+	"POST /api/v1/bulk-actions/query":                            mdmd.PermCommandsQuery,
+	"POST /api/v1/bulk-actions/lock":                             mdmd.PermCommandsLock,
+	"POST /api/v1/bulk-actions/wipe":                             mdmd.PermCommandsWipe,
+	"GET /api/v1/bulk-actions":                                   mdmd.PermCommandsRead,
+	"GET /api/v1/bulk-actions/{id}":                              mdmd.PermCommandsRead,
+	"POST /api/v1/bulk-actions/{id}/cancel":                      mdmd.PermCommandsQuery,
+	"GET /api/v1/bulk-actions/{id}/devices":                      mdmd.PermCommandsRead,
+	"GET /api/v1/audit/export":                                   mdmd.PermAuditRead,
+	"POST /api/v1/profiles":                                      mdmd.PermProfilesManage,
+	"GET /api/v1/profiles":                                       mdmd.PermDevicesRead,
+	"GET /api/v1/profiles/{id}":                                  mdmd.PermDevicesRead,
+	"GET /api/v1/profiles/{id}/mobileconfig":                     mdmd.PermProfilesManage,
+	"PATCH /api/v1/profiles/{id}":                                mdmd.PermProfilesManage,
+	"DELETE /api/v1/profiles/{id}":                               mdmd.PermProfilesManage,
+	"POST /api/v1/profiles/{id}/assignments":                     mdmd.PermProfilesManage,
+	"DELETE /api/v1/profiles/{id}/assignments":                   mdmd.PermProfilesManage,
+	"GET /api/v1/devices/{id}/profiles":                          mdmd.PermDevicesRead,
+	"POST /api/v1/devices/{id}/actions/sync-profiles":            mdmd.PermProfilesManage,
+	"POST /api/v1/devices/{id}/actions/renew-identity":           mdmd.PermEnrollManage,
+	"POST /api/v1/android/signup":                                mdmd.PermSettingsManage,
+	"POST /api/v1/android/enterprise":                            mdmd.PermSettingsManage,
+	"PUT /api/v1/android/enterprise":                             mdmd.PermSettingsManage,
+	"GET /api/v1/android/enterprise":                             mdmd.PermSettingsManage,
+	"POST /api/v1/android/enrollment-tokens":                     mdmd.PermEnrollManage,
+	"GET /api/v1/android/enrollment-tokens":                      mdmd.PermEnrollManage,
+	"DELETE /api/v1/android/enrollment-tokens/{id}":              mdmd.PermEnrollManage,
+	"GET /api/v1/android/enrollment-tokens/{id}/qr.png":          mdmd.PermEnrollManage,
+	"POST /api/v1/devices/{id}/actions/reset-password":           mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/reboot":                   mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/lost-mode":                mdmd.PermCommandsLock,
+	"POST /api/v1/devices/{id}/actions/relinquish":               mdmd.PermCommandsWipe,
+	"PUT /api/v1/android/policies/{id}":                          mdmd.PermProfilesManage,
+	"GET /api/v1/android/policies":                               mdmd.PermDevicesRead,
+	"GET /api/v1/android/policies/{id}":                          mdmd.PermDevicesRead,
+	"GET /api/v1/devices/{id}/android":                           mdmd.PermDevicesRead,
+	"POST /api/v1/compliance/policies":                           mdmd.PermComplianceManage,
+	"GET /api/v1/compliance/policies":                            mdmd.PermDevicesRead,
+	"GET /api/v1/compliance/policies/{id}":                       mdmd.PermDevicesRead,
+	"PUT /api/v1/compliance/policies/{id}":                       mdmd.PermComplianceManage,
+	"DELETE /api/v1/compliance/policies/{id}":                    mdmd.PermComplianceManage,
+	"PUT /api/v1/compliance/policies/{id}/groups/{group}":        mdmd.PermComplianceManage,
+	"DELETE /api/v1/compliance/policies/{id}/groups/{group}":     mdmd.PermComplianceManage,
+	"GET /api/v1/devices/{id}/compliance":                        mdmd.PermDevicesRead,
+	"POST /api/v1/devices/{id}/compliance/evaluate":              mdmd.PermCommandsQuery,
+	"GET /api/v1/compliance/changes":                             mdmd.PermDevicesRead,
+	"PUT /api/v1/mtd/devices/{id}/threat":                        mdmd.PermThreatReport,
+	"POST /api/v1/mtd/devices/{id}/heartbeat":                    mdmd.PermThreatReport,
+	"POST /api/v1/mtd/heartbeat":                                 mdmd.PermThreatReport,
+	"DELETE /api/v1/devices/{id}/threat":                         mdmd.PermSettingsManage,
+	"GET /api/v1/devices/{id}/threat":                            mdmd.PermDevicesRead,
+	"GET /api/v1/compliance/actions":                             mdmd.PermDevicesRead,
+	"POST /api/v1/compliance/actions/{id}/approve":               mdmd.PermCommandsWipe,
+	"POST /api/v1/compliance/actions/{id}/reject":                mdmd.PermCommandsWipe,
+	"POST /api/v1/webhooks":                                      mdmd.PermSettingsManage,
+	"GET /api/v1/webhooks":                                       mdmd.PermSettingsManage,
+	"GET /api/v1/webhooks/{id}":                                  mdmd.PermSettingsManage,
+	"PATCH /api/v1/webhooks/{id}":                                mdmd.PermSettingsManage,
+	"DELETE /api/v1/webhooks/{id}":                               mdmd.PermSettingsManage,
+	"POST /api/v1/webhooks/{id}/rotate-secret":                   mdmd.PermSettingsManage,
+	"GET /api/v1/webhooks/{id}/deliveries":                       mdmd.PermSettingsManage,
+	"GET /api/v1/webhooks/{id}/deliveries/{delivery}":            mdmd.PermSettingsManage,
+	"POST /api/v1/webhooks/{id}/deliveries/{delivery}/redeliver": mdmd.PermSettingsManage,
+	"POST /api/v1/webhooks/{id}/test":                            mdmd.PermSettingsManage,
+	"GET /api/v1/ssf/streams":                                    mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/streams":                                   mdmd.PermSSFStreams,
+	"PATCH /api/v1/ssf/streams":                                  mdmd.PermSSFStreams,
+	"PUT /api/v1/ssf/streams":                                    mdmd.PermSSFStreams,
+	"DELETE /api/v1/ssf/streams":                                 mdmd.PermSSFStreams,
+	"GET /api/v1/ssf/status":                                     mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/status":                                    mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/subjects/add":                              mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/subjects/remove":                           mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/verify":                                    mdmd.PermSSFStreams,
+	"POST /api/v1/ssf/poll/{stream_id}":                          mdmd.PermSSFStreams,
+	"GET /api/v1/ssf/admin/streams":                              mdmd.PermSettingsManage,
+	"POST /api/v1/ssf/admin/streams/{id}/status":                 mdmd.PermSettingsManage,
+	"DELETE /api/v1/ssf/admin/streams/{id}":                      mdmd.PermSettingsManage,
+	"POST /api/v1/compliance/token":                              mdmd.PermComplianceToken,
+	"GET /api/v1/users":                                          mdmd.PermUsersManage,
+	"POST /api/v1/users":                                         mdmd.PermUsersManage,
+	"PATCH /api/v1/users/{id}":                                   mdmd.PermUsersManage,
+	"DELETE /api/v1/users/{id}/totp":                             mdmd.PermUsersManage,
+}
+
 func TestRoleRouteMatrix(t *testing.T) {
 	f := newFixture(t, backends(t)[0].URL)
 	ctx := context.Background()
@@ -401,8 +527,13 @@ func TestRoleRouteMatrix(t *testing.T) {
 		"POST /api/v1/bulk-actions/{id}/cancel":                      {func(mdmd.Role) string { return "unknown" }, map[string]any{"reason": "matrix"}},
 	}
 	routes := f.srv.APIRoutes()
-	if len(routes) != len(calls) {
-		t.Errorf("%d routes served, %d in the matrix", len(routes), len(calls))
+	if len(routes) != len(calls) || len(routes) != len(apiPermissions) {
+		t.Errorf("%d routes served, %d in the matrix, %d in the permission table", len(routes), len(calls), len(apiPermissions))
+	}
+	for _, rt := range routes {
+		if want, ok := apiPermissions[rt.Method+" "+rt.Pattern]; !ok || rt.Permission != want {
+			t.Errorf("route %s %s requires %q, the table says %q (listed: %v)", rt.Method, rt.Pattern, rt.Permission, want, ok)
+		}
 	}
 	for _, rt := range routes {
 		key := rt.Method + " " + rt.Pattern
