@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -45,48 +44,13 @@ func newPages(t *testing.T, be storagetest.Backend, opts func(st *storage.Store)
 // session signs a user of the role in and returns the session ID.
 func (p *pageClient) session(role mdmd.Role) string {
 	p.t.Helper()
-	ctx := context.Background()
-	u := &mdmd.AdminUser{Username: "u-" + string(role), PasswordHash: "x", Role: role}
-	if err := p.st.CreateAdminUser(ctx, u); err != nil {
-		p.t.Fatal(err)
-	}
-	now, id := time.Now(), "session-"+string(role)
-	if err := p.st.CreateConsoleSession(ctx, &mdmd.ConsoleSession{IDHash: hashID(id), UserID: u.ID, CSRFToken: "csrf-" + id,
-		MFADone: true, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-		p.t.Fatal(err)
-	}
-	return id
+	sid, _ := signIn(p.t, p.st, role)
+	return sid
 }
 
-// do sends a request; a form gets the session's CSRF token unless its
-// csrf is "-".
+// do sends a request in the session (see send).
 func (p *pageClient) do(sid, method, path string, form url.Values) (int, string) {
-	p.t.Helper()
-	req := httptest.NewRequest(method, path, nil)
-	if form != nil {
-		form = cloneValues(form)
-		switch form.Get("csrf") {
-		case "":
-			form.Set("csrf", "csrf-"+sid)
-		case "-":
-			form.Del("csrf")
-		}
-		req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", "http://127.0.0.1")
-	}
-	req.AddCookie(&http.Cookie{Name: p.c.cookieName("mdmd_session"), Value: sid})
-	rec := httptest.NewRecorder()
-	p.r.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
-}
-
-func cloneValues(v url.Values) url.Values {
-	out := url.Values{}
-	for k, vs := range v {
-		out[k] = slices.Clone(vs)
-	}
-	return out
+	return send(p.r, sid, method, path, form, nil)
 }
 
 // audited returns the details of the audit events of an action.

@@ -6,14 +6,11 @@ import (
 	"encoding/json"
 	"html"
 	"log/slog"
-	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -56,57 +53,14 @@ func (g *pageRig) start(o Options) {
 	c.Register(r)
 	g.router = r
 	for _, role := range []mdmd.Role{mdmd.RoleAdmin, mdmd.RoleViewer, mdmd.RoleHelpdesk} {
-		u := &mdmd.AdminUser{Username: "u-" + string(role), PasswordHash: "x", Role: role}
-		if err := g.st.CreateAdminUser(context.Background(), u); err != nil {
-			g.t.Fatal(err)
-		}
-		id, now := "session-"+string(role), time.Now()
-		if err := g.st.CreateConsoleSession(context.Background(), &mdmd.ConsoleSession{IDHash: hashID(id), UserID: u.ID,
-			CSRFToken: "csrf-" + id, MFADone: true, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-			g.t.Fatal(err)
-		}
-		g.sessions[role] = id
+		g.sessions[role], _ = signIn(g.t, g.st, role)
 	}
 }
 
 // do sends a request as role: a form (with the session's CSRF token
 // unless it has csrf "-") or, with file set, a multipart form.
 func (g *pageRig) do(role mdmd.Role, method, path string, form url.Values, file []byte) (int, string) {
-	g.t.Helper()
-	sid := g.sessions[role]
-	var req *http.Request
-	if form != nil {
-		switch form.Get("csrf") {
-		case "":
-			form.Set("csrf", "csrf-"+sid)
-		case "-":
-			form.Del("csrf")
-		}
-		if file != nil {
-			var body bytes.Buffer
-			mw := multipart.NewWriter(&body)
-			for k, vs := range form {
-				for _, v := range vs {
-					mw.WriteField(k, v)
-				}
-			}
-			fw, _ := mw.CreateFormFile("mobileconfig", "profile.mobileconfig")
-			fw.Write(file)
-			mw.Close()
-			req = httptest.NewRequest(method, path, &body)
-			req.Header.Set("Content-Type", mw.FormDataContentType())
-		} else {
-			req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		}
-		req.Header.Set("Origin", "http://127.0.0.1")
-	} else {
-		req = httptest.NewRequest(method, path, nil)
-	}
-	req.AddCookie(&http.Cookie{Name: "mdmd_session", Value: sid})
-	rec := httptest.NewRecorder()
-	g.router.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
+	return send(g.router, g.sessions[role], method, path, form, file)
 }
 
 // audited reports whether the log has a console entry of the action on the target.

@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -35,37 +34,12 @@ func TestSettingsPages(t *testing.T) {
 			c.Register(r)
 			users := map[mdmd.Role]*mdmd.AdminUser{}
 			session := func(role mdmd.Role) string {
-				u := &mdmd.AdminUser{Username: "u-" + string(role), PasswordHash: "x", Role: role}
-				if err := st.CreateAdminUser(ctx, u); err != nil {
-					t.Fatal(err)
-				}
+				sid, u := signIn(t, st, role)
 				users[role] = u
-				now := time.Now()
-				id := "session-" + string(role)
-				if err := st.CreateConsoleSession(ctx, &mdmd.ConsoleSession{IDHash: hashID(id), UserID: u.ID, CSRFToken: "csrf-" + id,
-					MFADone: true, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-					t.Fatal(err)
-				}
-				return id
+				return sid
 			}
 			do := func(sid, method, path string, form url.Values) (int, string) {
-				var req *http.Request
-				if form != nil {
-					if form.Get("csrf") == "" {
-						form.Set("csrf", "csrf-"+sid)
-					} else if form.Get("csrf") == "-" {
-						form.Del("csrf")
-					}
-					req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-					req.Header.Set("Origin", "http://127.0.0.1")
-				} else {
-					req = httptest.NewRequest(method, path, nil)
-				}
-				req.AddCookie(&http.Cookie{Name: c.cookieName("mdmd_session"), Value: sid})
-				rec := httptest.NewRecorder()
-				r.ServeHTTP(rec, req)
-				return rec.Code, rec.Body.String()
+				return send(r, sid, method, path, form, nil)
 			}
 			admin, viewer := session(mdmd.RoleAdmin), session(mdmd.RoleViewer)
 

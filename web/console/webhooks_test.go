@@ -73,16 +73,7 @@ func newSettingsRig(t *testing.T, dbURL string) *settingsRig {
 	root.Mount("/api", api)
 	g.api = root
 	for _, role := range []mdmd.Role{mdmd.RoleAdmin, mdmd.RoleViewer, mdmd.RoleHelpdesk, mdmd.RoleAuditor} {
-		u := &mdmd.AdminUser{Username: "u-" + string(role), PasswordHash: "x", Role: role}
-		if err := g.st.CreateAdminUser(context.Background(), u); err != nil {
-			t.Fatal(err)
-		}
-		id, now := "session-"+string(role), time.Now()
-		if err := g.st.CreateConsoleSession(context.Background(), &mdmd.ConsoleSession{IDHash: hashID(id), UserID: u.ID,
-			CSRFToken: "csrf-" + id, MFADone: true, CreatedAt: now, LastSeenAt: now, ExpiresAt: now.Add(time.Hour)}); err != nil {
-			t.Fatal(err)
-		}
-		g.sessions[role] = id
+		g.sessions[role], _ = signIn(t, g.st, role)
 	}
 	return g
 }
@@ -90,25 +81,7 @@ func newSettingsRig(t *testing.T, dbURL string) *settingsRig {
 // do sends a console request as a user of the role. A form gets the
 // session's CSRF token unless its "csrf" is "-".
 func (g *settingsRig) do(role mdmd.Role, method, path string, form url.Values) (int, string) {
-	g.t.Helper()
-	sid := g.sessions[role]
-	var req *http.Request
-	if form != nil {
-		if form.Get("csrf") == "-" {
-			form.Del("csrf")
-		} else {
-			form.Set("csrf", "csrf-"+sid)
-		}
-		req = httptest.NewRequest(method, path, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", "http://127.0.0.1")
-	} else {
-		req = httptest.NewRequest(method, path, nil)
-	}
-	req.AddCookie(&http.Cookie{Name: "mdmd_session", Value: sid})
-	rec := httptest.NewRecorder()
-	g.console.ServeHTTP(rec, req)
-	return rec.Code, rec.Body.String()
+	return send(g.console, g.sessions[role], method, path, form, nil)
 }
 
 // call sends an admin API request with a bearer token.
