@@ -103,13 +103,8 @@ func (c *Console) androidSettings(w http.ResponseWriter, r *http.Request) error 
 
 // androidFormError shows a refused form's error next to it.
 func (c *Console) androidFormError(w http.ResponseWriter, r *http.Request, section string, err error, content *androidContent) error {
-	if statusOf(err) == http.StatusInternalServerError {
-		return err
-	}
-	form := r.PostForm
-	form.Del("csrf")
 	content.Section = section
-	return c.androidPage(w, r, statusOf(err), content, &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form})
+	return refusedForm(r, err, func(status int, data *pageData) error { return c.androidPage(w, r, status, content, data) })
 }
 
 // androidSignup asks Google for a sign-up page that returns to this one.

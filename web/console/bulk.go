@@ -132,14 +132,10 @@ func (c *Console) bulkCreate(kind string) handlerFunc {
 // bulkFailed shows the bulk page again with the error next to the form
 // that failed; an internal error is a plain error page.
 func (c *Console) bulkFailed(w http.ResponseWriter, r *http.Request, f mdmd.BulkFilter, kind string, err error) error {
-	status := statusOf(err)
-	if status == http.StatusInternalServerError || status == http.StatusForbidden {
+	if statusOf(err) == http.StatusForbidden {
 		return err
 	}
-	form := r.PostForm
-	form.Del("csrf")
-	data := &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form}
-	return c.bulkNewPage(w, r, f, status, data, kind)
+	return refusedForm(r, err, func(status int, data *pageData) error { return c.bulkNewPage(w, r, f, status, data, kind) })
 }
 
 type bulkShowContent struct {
@@ -164,7 +160,7 @@ func (c *Console) bulkCancel(w http.ResponseWriter, r *http.Request) error {
 	id := chi.URLParam(r, "id")
 	if _, err := c.o.Bulk.Cancel(r.Context(), stateFrom(r.Context()).principal, id, strings.TrimSpace(r.PostFormValue("reason"))); err != nil {
 		if s := statusOf(err); s == http.StatusBadRequest || s == http.StatusConflict {
-			return c.bulkPage(w, r, s, &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err)})
+			return c.bulkPage(w, r, s, refusedData(r, err))
 		}
 		return err
 	}

@@ -531,6 +531,31 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 	c.render(w, r, status, "error", &pageData{Title: http.StatusText(status), Error: msg})
 }
 
+// refusedForm shows a page again after a form was refused: the error next
+// to its field and what was typed (refusedData), with the status the
+// error maps to. An error of the server's own is an error page instead.
+func refusedForm(r *http.Request, err error, show func(status int, data *pageData) error) error {
+	if statusOf(err) == http.StatusInternalServerError {
+		return err
+	}
+	return show(statusOf(err), refusedData(r, err))
+}
+
+// refusedData is the page data of a refused form: the error, the field it
+// is about, and the form as typed, without its CSRF token and without any
+// password (never sent back to the browser).
+func refusedData(r *http.Request, err error) *pageData {
+	form := url.Values{}
+	for k, vs := range r.PostForm {
+		switch k {
+		case "csrf", "password", "new_password":
+		default:
+			form[k] = vs
+		}
+	}
+	return &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form}
+}
+
 // statusOf is the HTTP status of an error, from the API's one mapping.
 func statusOf(err error) int { return web.StatusOf(err) }
 

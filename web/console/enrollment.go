@@ -71,13 +71,9 @@ func (c *Console) enrollment(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (c *Console) formError(w http.ResponseWriter, r *http.Request, section string, err error) error {
-	if statusOf(err) == http.StatusInternalServerError {
-		return err
-	}
-	form := r.PostForm
-	form.Del("csrf")
-	return c.enrollmentPage(w, r, statusOf(err), &enrollmentContent{Section: section},
-		&pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form})
+	return refusedForm(r, err, func(status int, data *pageData) error {
+		return c.enrollmentPage(w, r, status, &enrollmentContent{Section: section}, data)
+	})
 }
 
 func (c *Console) createLink(w http.ResponseWriter, r *http.Request) error {

@@ -74,17 +74,6 @@ func (c *Console) groups(w http.ResponseWriter, r *http.Request) error {
 	return c.groupsPage(w, r, http.StatusOK, data)
 }
 
-// refusedForm re-renders a page with a form's error next to it, unless
-// the error is the server's own.
-func refusedForm(r *http.Request, err error, show func(status int, data *pageData) error) error {
-	if statusOf(err) == http.StatusInternalServerError {
-		return err
-	}
-	form := r.PostForm
-	form.Del("csrf")
-	return show(statusOf(err), &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form})
-}
-
 func (c *Console) createGroup(w http.ResponseWriter, r *http.Request) error {
 	g := &mdmd.Group{Name: strings.TrimSpace(r.PostFormValue("name")), Description: strings.TrimSpace(r.PostFormValue("description"))}
 	if err := c.o.Groups.CreateGroup(r.Context(), g); err != nil {

@@ -56,12 +56,7 @@ func (c *Console) createToken(w http.ResponseWriter, r *http.Request) error {
 		Audience: strings.TrimSpace(r.PostFormValue("audience")), Days: days}
 	t, secret, err := auth.IssueToken(r.Context(), c.o.Admin, stateFrom(r.Context()).principal, req, c.o.Now())
 	if err != nil {
-		if statusOf(err) == http.StatusInternalServerError {
-			return err
-		}
-		form := r.PostForm
-		form.Del("csrf")
-		return c.tokensPage(w, r, statusOf(err), &tokensContent{}, &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form})
+		return refusedForm(r, err, func(status int, data *pageData) error { return c.tokensPage(w, r, status, &tokensContent{}, data) })
 	}
 	c.audit(r, "token.create", "token", t.ID, mdmd.OutcomeSuccess, "",
 		map[string]any{"name": t.Name, "role": t.Role, "audience": t.Audience, "expires_at": t.ExpiresAt, "via": "console"})
@@ -111,13 +106,7 @@ func (c *Console) usersList(w http.ResponseWriter, r *http.Request) error {
 func (c *Console) userChange(w http.ResponseWriter, r *http.Request, done string, run func(svc users.Service) (string, map[string]any, error)) error {
 	target, details, err := run(users.Service{Store: c.o.Admin})
 	if err != nil {
-		if statusOf(err) == http.StatusInternalServerError {
-			return err
-		}
-		form := r.PostForm
-		form.Del("csrf")
-		form.Del("password")
-		return c.usersPage(w, r, statusOf(err), &pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: form})
+		return refusedForm(r, err, func(status int, data *pageData) error { return c.usersPage(w, r, status, data) })
 	}
 	details["via"] = "console"
 	c.audit(r, "user."+strings.ReplaceAll(done, "-", "_"), "admin_user", target, mdmd.OutcomeSuccess, "", details)

@@ -65,8 +65,7 @@ func (c *Console) ssfRefused(w http.ResponseWriter, r *http.Request, id string, 
 	if statusOf(err) == http.StatusInternalServerError || statusOf(err) == http.StatusNotFound {
 		return err
 	}
-	return c.ssfPage(w, r, statusOf(err), &ssfContent{Stream: id},
-		&pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: formWithout(r)})
+	return c.ssfPage(w, r, statusOf(err), &ssfContent{Stream: id}, refusedData(r, err))
 }
 
 // ssfStatus is an administrator's enable, pause or disable, which the

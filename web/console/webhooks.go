@@ -56,12 +56,6 @@ func viaConsole(details map[string]any) map[string]any {
 }
 
 // formWithout is a submitted form to show again, without its CSRF token.
-func formWithout(r *http.Request) url.Values {
-	form := r.PostForm
-	form.Del("csrf")
-	return form
-}
-
 type webhooksContent struct {
 	Endpoints  []mdmd.WebhookEndpoint
 	Stats      map[string]storage.WebhookEndpointStats
@@ -106,15 +100,13 @@ func (c *Console) createWebhook(w http.ResponseWriter, r *http.Request) error {
 		EventTypes: types, Enabled: r.PostFormValue("enabled") != ""}
 	sec, err := c.o.Webhooks.CreateEndpoint(r.Context(), e)
 	if err != nil {
-		if statusOf(err) == http.StatusInternalServerError {
-			return err
-		}
 		checked := map[string]bool{}
 		for _, t := range types {
 			checked[t] = true
 		}
-		return c.webhooksPage(w, r, statusOf(err), &webhooksContent{Checked: checked},
-			&pageData{Error: mdmd.ErrorMessage(err), Field: fieldOf(err), Form: formWithout(r)})
+		return refusedForm(r, err, func(status int, data *pageData) error {
+			return c.webhooksPage(w, r, status, &webhooksContent{Checked: checked}, data)
+		})
 	}
 	c.audit(r, "webhook.create", "webhook_endpoint", e.ID, mdmd.OutcomeSuccess, "", viaConsole(webhooks.CreateAudit(e)))
 	return c.webhooksPage(w, r, http.StatusCreated, &webhooksContent{Secret: sec, Created: e},
