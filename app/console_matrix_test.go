@@ -121,13 +121,7 @@ func TestConsoleRoleRouteMatrix(t *testing.T) {
 	}
 	// Pages open on real objects where there are some; other parameters
 	// name nothing (a 404 is a fine answer for a role that may ask).
-	var policy, profile, hook, bulkAction struct{ ID string }
-	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "matrix", "rules": map[string]any{"min_os_version": "17"}}).json(t, &policy)
-	f.mustDo(201, "POST", "/api/v1/profiles", f.Token, map[string]any{"name": "matrix", "kind": "passcode", "settings": map[string]any{}}).json(t, &profile)
-	f.mustDo(201, "POST", "/api/v1/webhooks", f.Token, map[string]any{"name": "matrix", "url": "https://hooks.example.com/mdmd", "enabled": false}).json(t, &hook) // never delivers
-	f.mustDo(202, "POST", "/api/v1/bulk-actions/query", f.Token, map[string]any{"filter": map[string]any{"q": "Ana"}, "push": false}).json(t, &bulkAction)
-	ids := map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID, "/policies/{id}": policy.ID,
-		"/profiles/{id}": profile.ID, "/settings/webhooks/{id}": hook.ID, "/bulk/{id}": bulkAction.ID}
+	ids := consoleObjects(t, f)
 	param := regexp.MustCompile(`\{[^}]+\}`)
 	pathOf := func(rt console.Route) string {
 		if id, ok := ids[rt.Pattern]; ok && rt.Method == "GET" {
@@ -248,13 +242,7 @@ func TestConsoleDeviceListLinks(t *testing.T) {
 // an aria-label. (Screen readers read nothing else.)
 func TestConsoleFormLabels(t *testing.T) {
 	f := newFixture(t, backends(t)[0].URL)
-	var policy, profile, hook, bulkAction struct{ ID string }
-	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "labels", "rules": map[string]any{}}).json(t, &policy)
-	f.mustDo(201, "POST", "/api/v1/profiles", f.Token, map[string]any{"name": "labels", "kind": "passcode", "settings": map[string]any{}}).json(t, &profile)
-	f.mustDo(201, "POST", "/api/v1/webhooks", f.Token, map[string]any{"name": "labels", "url": "https://hooks.example.com/mdmd", "enabled": false}).json(t, &hook)
-	f.mustDo(202, "POST", "/api/v1/bulk-actions/query", f.Token, map[string]any{"push": false}).json(t, &bulkAction)
-	ids := map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID, "/policies/{id}": policy.ID,
-		"/profiles/{id}": profile.ID, "/settings/webhooks/{id}": hook.ID, "/bulk/{id}": bulkAction.ID}
+	ids := consoleObjects(t, f)
 	admin := consoleSession(t, f.testServer, mdmd.RoleAdmin)
 	checked := 0
 	for _, rt := range f.srv.ConsoleRoutes() {
@@ -352,4 +340,18 @@ func TestUnlabelled(t *testing.T) {
 			t.Errorf("%s: unlabelled %v, want %d", tc.page, got, tc.want)
 		}
 	}
+}
+
+// consoleObjects makes one object of each kind that has a console detail
+// page (a policy, a profile, a disabled webhook that never delivers, a bulk
+// action) and returns the ID to open each detail pattern with.
+func consoleObjects(t *testing.T, f *fixture) map[string]string {
+	t.Helper()
+	var policy, profile, hook, bulkAction struct{ ID string }
+	f.mustDo(201, "POST", "/api/v1/compliance/policies", f.Token, map[string]any{"name": "pages", "rules": map[string]any{"min_os_version": "17"}}).json(t, &policy)
+	f.mustDo(201, "POST", "/api/v1/profiles", f.Token, map[string]any{"name": "pages", "kind": "passcode", "settings": map[string]any{}}).json(t, &profile)
+	f.mustDo(201, "POST", "/api/v1/webhooks", f.Token, map[string]any{"name": "pages", "url": "https://hooks.example.com/mdmd", "enabled": false}).json(t, &hook)
+	f.mustDo(202, "POST", "/api/v1/bulk-actions/query", f.Token, map[string]any{"filter": map[string]any{"q": "Ana"}, "push": false}).json(t, &bulkAction)
+	return map[string]string{"/devices/{id}": f.ios.ID, "/groups/{id}": f.group.ID, "/policies/{id}": policy.ID,
+		"/profiles/{id}": profile.ID, "/settings/webhooks/{id}": hook.ID, "/bulk/{id}": bulkAction.ID}
 }
