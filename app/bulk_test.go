@@ -148,6 +148,11 @@ func testBulkActions(t *testing.T, dbURL string) {
 	}
 	env.mustDo(403, "POST", "/api/v1/approvals/"+rej.ApprovalID+"/approve", env.Token, nil)
 	env.mustDo(200, "POST", "/api/v1/approvals/"+rej.ApprovalID+"/reject", second, map[string]any{"reason": "not today"})
+	var listed web.Page[mdmd.BulkAction]
+	env.mustDo(200, "GET", "/api/v1/bulk-actions", viewer, nil).json(t, &listed)
+	if len(listed.Items) == 0 || listed.Items[0].ID != rej.ID || listed.Items[0].State != mdmd.BulkCancelled {
+		t.Fatalf("the list does not show the rejected bulk wipe cancelled: %+v", listed.Items)
+	}
 	if s := status(rej.ID); s.State != mdmd.BulkCancelled || s.Approval == nil || s.Approval.State != mdmd.ApprovalRejected || s.Progress.Pending != 2 {
 		t.Fatalf("rejected bulk wipe = %+v", s)
 	}

@@ -204,24 +204,33 @@ func (s *Service) Get(ctx context.Context, id string) (*Status, error) {
 		return nil, err
 	}
 	st := &Status{BulkAction: b}
-	if b.ApprovalID != "" && s.approvals != nil {
-		if st.Approval, err = s.approvals.Get(ctx, b.ApprovalID); err != nil {
-			return nil, err
-		}
-		if b.State == mdmd.BulkAwaitingApproval && slices.Contains([]string{mdmd.ApprovalRejected, mdmd.ApprovalExpired, mdmd.ApprovalFailed}, st.Approval.State) {
-			if moved, err := s.st.MoveBulkAction(ctx, id, mdmd.BulkAwaitingApproval, mdmd.BulkCancelled); err == nil {
-				st.BulkAction = moved
-			} else if moved != nil {
-				st.BulkAction = moved // moved by someone else meanwhile
-			} else {
-				return nil, err
-			}
-		}
+	if st.BulkAction, st.Approval, err = s.settle(ctx, b); err != nil {
+		return nil, err
 	}
 	if st.Progress, err = s.st.BulkProgress(ctx, id); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// settle reads the approval a bulk wipe waits for (nil for other actions)
+// and cancels the wipe if that approval was rejected, expired or failed.
+func (s *Service) settle(ctx context.Context, b *mdmd.BulkAction) (*mdmd.BulkAction, *mdmd.Approval, error) {
+	if b.ApprovalID == "" || s.approvals == nil {
+		return b, nil, nil
+	}
+	a, err := s.approvals.Get(ctx, b.ApprovalID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.State != mdmd.BulkAwaitingApproval || !slices.Contains([]string{mdmd.ApprovalRejected, mdmd.ApprovalExpired, mdmd.ApprovalFailed}, a.State) {
+		return b, a, nil
+	}
+	moved, err := s.st.MoveBulkAction(ctx, b.ID, mdmd.BulkAwaitingApproval, mdmd.BulkCancelled)
+	if moved == nil {
+		return nil, nil, err
+	}
+	return moved, a, nil // moved here, or by someone else meanwhile
 }
 
 // List returns the newest bulk actions; those whose approval was rejected
@@ -231,13 +240,13 @@ func (s *Service) List(ctx context.Context, limit int) ([]mdmd.BulkAction, error
 	if err != nil {
 		return nil, err
 	}
-	for i, b := range bs {
-		if b.State == mdmd.BulkAwaitingApproval {
-			st, err := s.Get(ctx, b.ID)
+	for i := range bs {
+		if bs[i].State == mdmd.BulkAwaitingApproval {
+			b, _, err := s.settle(ctx, &bs[i])
 			if err != nil {
 				return nil, err
 			}
-			bs[i] = *st.BulkAction
+			bs[i] = *b
 		}
 	}
 	return bs, nil
