@@ -70,14 +70,8 @@ func (c *Console) groupName(ctx context.Context, id string) string {
 	if id == "" {
 		return ""
 	}
-	if g, err := c.o.Store.ListGroups(ctx); err == nil {
-		for _, x := range g {
-			if x.ID == id {
-				return x.Name
-			}
-		}
-	}
-	return ""
+	_, names, _ := c.groupNames(ctx) // a name missing from the page is not worth an error
+	return names[id]
 }
 
 func (c *Console) bulkNewPage(w http.ResponseWriter, r *http.Request, f mdmd.BulkFilter, status int, data *pageData, action string) error {

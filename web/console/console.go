@@ -235,6 +235,9 @@ func (c *Console) Register(r chi.Router) {
 				c.handle(r, "GET", "/groups", mdmd.PermDevicesRead, c.groups)
 				c.handle(r, "POST", "/groups", mdmd.PermGroupsWrite, c.createGroup)
 				c.handle(r, "POST", "/groups/{id}/delete", mdmd.PermGroupsWrite, c.deleteGroup)
+				c.handle(r, "GET", "/groups/{id}", mdmd.PermDevicesRead, c.group)
+				c.handle(r, "POST", "/groups/{id}/members", mdmd.PermGroupsWrite, c.addMembers)
+				c.handle(r, "POST", "/groups/{id}/members/{device}/remove", mdmd.PermGroupsWrite, c.removeMember)
 			}
 			if c.o.PushCert != nil {
 				c.handle(r, "GET", "/settings/push-certificate", mdmd.PermSettingsManage, c.pushCert)

@@ -28,12 +28,8 @@ type PolicyService interface {
 	Unassign(ctx context.Context, policyID, groupID string) error
 }
 
-// registerPolicies adds these pages' routes when Options.Policies is set,
-// and a group's own page when Options.Groups is.
+// registerPolicies adds these pages' routes when Options.Policies is set.
 func (c *Console) registerPolicies(r chi.Router) {
-	// The group pages are registered here because console.go has no hook
-	// of their own beside the groups list.
-	c.registerGroupPages(r)
 	if c.o.Policies == nil {
 		return
 	}
@@ -45,15 +41,6 @@ func (c *Console) registerPolicies(r chi.Router) {
 	c.handle(r, "POST", "/policies/{id}/delete", mdmd.PermComplianceManage, c.deletePolicy)
 	c.handle(r, "POST", "/policies/{id}/groups", mdmd.PermComplianceManage, c.assignPolicy)
 	c.handle(r, "POST", "/policies/{id}/groups/{group}/remove", mdmd.PermComplianceManage, c.unassignPolicy)
-}
-
-func (c *Console) registerGroupPages(r chi.Router) {
-	if c.o.Groups == nil {
-		return
-	}
-	c.handle(r, "GET", "/groups/{id}", mdmd.PermDevicesRead, c.group)
-	c.handle(r, "POST", "/groups/{id}/members", mdmd.PermGroupsWrite, c.addMembers)
-	c.handle(r, "POST", "/groups/{id}/members/{device}/remove", mdmd.PermGroupsWrite, c.removeMember)
 }
 
 // ruleSpec is one field of the policy form: a rule of compliance.Policy
